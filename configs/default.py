@@ -1,0 +1,163 @@
+"""Default config and schema: every allowed key, with LEBM's SVHN settings from the authors' code.
+
+Dataset files start from :func:`get_config` and override values; keys not defined here are rejected at
+start-up, as are values outside :data:`CHOICES` or failing :data:`CHECKS`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+METHODS = ("lebm",)
+DATASETS = ("digits", "svhn_cropped", "cifar10", "celeb_a", "mnist", "fashion_mnist")
+
+
+def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
+    """LEBM on SVHN 32×32 with the official defaults (train_svhn.py)."""
+    method = method or "lebm"
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; available: {list(METHODS)}")
+    c = ml_collections.ConfigDict()
+    c.method = method
+    c.seed = 1
+
+    c.data = d = ml_collections.ConfigDict()
+    d.name = "svhn_cropped"
+    d.data_dir = ""  # tfds data_dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+    d.image_size = 32
+    d.channels = 3
+    d.train_split = "train"
+    d.test_split = "test"
+    d.crop = "none"
+    d.resize_method = "bilinear"
+    d.holdout_class = -1  # >= 0: anomaly protocol, this class is left out of training
+
+    c.model = m = ml_collections.ConfigDict()
+    m.latent_dim = 100
+    m.generator = "dcgan"
+    m.ngf = 64
+    m.ebm_hidden = 200
+    m.ebm_layers = 2
+    m.ebm_activation = "gelu"
+    m.likelihood_sigma = 0.3
+    m.prior_sigma = 1.0
+    # "gaussian_nll": ‖x−g(z)‖²/(2σ²) as in the paper (Eq. 11); "sum_squared": the official code's ‖x−g(z)‖².
+    m.generator_loss = "gaussian_nll"
+
+    c.sampler = s = ml_collections.ConfigDict()
+    s.init_sigma = 1.0
+    s.prior_steps = 60
+    s.prior_step_size = 0.4
+    s.posterior_steps = 20
+    s.posterior_step_size = 0.1
+    # lax.scan unroll of the chains (speed only): 0 = fully unrolled. XLA:CPU runs the generator's
+    # convolutions several times faster outside a loop, so posterior chains are unrolled by default.
+    s.prior_unroll = 1
+    s.posterior_unroll = 0
+
+    c.train = t = ml_collections.ConfigDict()
+    t.batch_size = 100
+    t.num_epochs = 201
+    t.num_steps = -1  # > 0 overrides num_epochs
+    t.lr_ebm = 2e-5
+    t.lr_gen = 1e-4
+    t.beta1 = 0.5
+    t.beta2 = 0.999
+    t.weight_decay_ebm = 0.0
+    t.weight_decay_gen = 0.0
+    t.lr_decay = 0.998
+    t.lr_decay_at = "epoch_end"
+    t.grad_clip_norm = 0.0  # 0 = off (the authors' default)
+    t.log_every = 50
+    t.eval_every = 5000  # steps; 0 = only at the end
+    t.ckpt_every = 1000  # steps
+    t.keep_checkpoints = 3
+    t.prefetch = 2
+
+    c.eval = e = ml_collections.ConfigDict()
+    e.batch_size = 100
+    e.num_samples = 100  # images in the sample grid
+    e.posterior_steps = -1  # -1 = sampler.posterior_steps
+    e.max_test_examples = -1  # -1 = the whole test split
+    e.anomaly = False  # AUPRC with data.holdout_class as the anomalous class
+    e.long_run_steps = (100, 2500)  # K'0 of the long-run chains (LEBM Figs. 3-4)
+    e.long_run_chains = 8
+    e.long_run_frames = 10  # images per chain in the strip
+    return c
+
+
+def _positive(x) -> bool:
+    return x > 0
+
+
+CHOICES = {
+    "method": METHODS,
+    "data.name": DATASETS,
+    "data.crop": ("none", "celeba_lebm", "center160"),
+    "data.resize_method": ("bilinear", "pad"),
+    "data.channels": (1, 3),
+    "model.generator": ("dcgan", "small8"),
+    "model.ebm_activation": ("gelu", "lrelu", "silu"),
+    "model.generator_loss": ("gaussian_nll", "sum_squared"),
+    "train.lr_decay_at": ("epoch_end", "epoch_start"),
+}
+
+CHECKS = {
+    "data.image_size": (lambda x: x in (8, 16, 32, 64, 128), "one of 8, 16, 32, 64, 128"),
+    "data.holdout_class": (lambda x: x >= -1, "-1 (none) or a class index"),
+    "model.latent_dim": (_positive, "a positive integer"),
+    "model.ngf": (_positive, "a positive integer"),
+    "model.ebm_hidden": (_positive, "a positive integer"),
+    "model.ebm_layers": (lambda x: x >= 0, "a non-negative integer"),
+    "model.likelihood_sigma": (_positive, "positive"),
+    "model.prior_sigma": (_positive, "positive"),
+    "sampler.init_sigma": (_positive, "positive"),
+    "sampler.prior_steps": (lambda x: x >= 0, "a non-negative integer"),
+    "sampler.posterior_steps": (lambda x: x >= 0, "a non-negative integer"),
+    "sampler.prior_step_size": (_positive, "positive"),
+    "sampler.posterior_step_size": (_positive, "positive"),
+    "sampler.prior_unroll": (lambda x: x >= 0, "a non-negative integer (0 = fully unrolled)"),
+    "sampler.posterior_unroll": (lambda x: x >= 0, "a non-negative integer (0 = fully unrolled)"),
+    "train.batch_size": (_positive, "a positive integer"),
+    "train.num_epochs": (_positive, "a positive integer"),
+    "train.lr_ebm": (lambda x: x >= 0, "non-negative"),
+    "train.lr_gen": (lambda x: x >= 0, "non-negative"),
+    "train.beta1": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "train.beta2": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "train.lr_decay": (lambda x: 0 < x <= 1, "in (0, 1]"),
+    "train.weight_decay_ebm": (lambda x: x >= 0, "non-negative"),
+    "train.weight_decay_gen": (lambda x: x >= 0, "non-negative"),
+    "train.grad_clip_norm": (lambda x: x >= 0, "non-negative (0 = off)"),
+    "train.log_every": (_positive, "a positive integer"),
+    "train.eval_every": (lambda x: x >= 0, "a non-negative integer (0 = only at the end)"),
+    "train.ckpt_every": (_positive, "a positive integer"),
+    "train.keep_checkpoints": (_positive, "a positive integer"),
+    "eval.batch_size": (_positive, "a positive integer"),
+    "eval.num_samples": (_positive, "a positive integer"),
+    "eval.long_run_chains": (_positive, "a positive integer"),
+    "eval.long_run_frames": (_positive, "a positive integer"),
+    "eval.long_run_steps": (
+        lambda x: all(isinstance(k, int) and k > 0 for k in x),
+        "a tuple of positive integers",
+    ),
+}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Validate ``config`` against this schema (keys, types, :data:`CHOICES`, :data:`CHECKS`, cross-field)."""
+    from latentebm_jax.training.validation import ConfigError, validate_config
+
+    if config.get("method") not in METHODS:
+        raise ConfigError(
+            f"config key 'method' has value {config.get('method')!r}; allowed values: {list(METHODS)}"
+        )
+    validate_config(config, get_config(config.method), CHOICES, CHECKS)
+    if config.model.generator == "small8" and config.data.image_size != 8:
+        raise ConfigError(
+            f"config key 'model.generator' is 'small8' (8×8 images) but 'data.image_size' is "
+            f"{config.data.image_size}; use 'dcgan' or data.image_size=8"
+        )
+    if config.eval.anomaly and config.data.holdout_class < 0:
+        raise ConfigError(
+            "config key 'eval.anomaly' is True but 'data.holdout_class' is -1; set the class to hold out"
+        )

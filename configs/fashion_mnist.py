@@ -1,0 +1,11 @@
+"""LEBM on Fashion-MNIST, padded to 32×32×1 like ``mnist.py`` (all classes; no anomaly protocol)."""
+
+from configs import mnist
+
+
+def get_config(method: str = "lebm"):
+    c = mnist.get_config(method)
+    c.data.name = "fashion_mnist"
+    c.data.holdout_class = -1
+    c.eval.anomaly = False
+    return c

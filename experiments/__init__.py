@@ -1,0 +1,1 @@
+"""Command-line runner: ``python -m experiments.main --config=configs/<dataset>.py[:method]``."""

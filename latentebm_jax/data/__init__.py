@@ -1,0 +1,78 @@
+"""Datasets: the embedded digits, tfds data sources, preprocessing and host-side batching."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from latentebm_jax.data.digits import load_digits
+from latentebm_jax.data.pipeline import EpochBatcher, iterate_once
+from latentebm_jax.data.sources import ArraySource, ImageSource, SubsetSource, without_class
+from latentebm_jax.data.tfds_sources import (
+    TFDS_DATASETS,
+    DatasetNotFoundError,
+    TfdsSource,
+    open_data_source,
+)
+
+EMBEDDED_DATASETS = ("digits",)
+DATASETS = EMBEDDED_DATASETS + tuple(TFDS_DATASETS)
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """The sources a run uses.
+
+    ``train`` excludes a held-out class when the anomaly protocol asks for one; ``test`` always holds every
+    class, so anomaly detection scores it with ``label == holdout_class`` as the positive (anomalous) set.
+    """
+
+    train: ImageSource
+    test: ImageSource
+    holdout_class: int = -1
+
+
+def load_source(data_config, split: str) -> ImageSource:
+    """One split of the dataset a ``config.data`` names, preprocessed to its image size and channels."""
+    d = data_config
+    if d.name == "digits":
+        return load_digits(split, d.image_size, d.channels)
+    if d.name in TFDS_DATASETS:
+        return TfdsSource(
+            d.name,
+            split,
+            d.data_dir or None,
+            d.image_size,
+            d.channels,
+            crop_name=d.crop,
+            resize_method=d.resize_method,
+        )
+    raise ValueError(f"unknown dataset {d.name!r}; available: {DATASETS}")
+
+
+def load_splits(data_config) -> DataSplits:
+    """Train and test sources for a ``config.data`` (train without ``holdout_class`` if one is set)."""
+    train = load_source(data_config, data_config.train_split)
+    test = load_source(data_config, data_config.test_split)
+    holdout = int(data_config.holdout_class)
+    if holdout >= 0:
+        train = without_class(train, holdout)
+    return DataSplits(train=train, test=test, holdout_class=holdout)
+
+
+__all__ = [
+    "DATASETS",
+    "TFDS_DATASETS",
+    "ArraySource",
+    "DataSplits",
+    "DatasetNotFoundError",
+    "EpochBatcher",
+    "ImageSource",
+    "SubsetSource",
+    "TfdsSource",
+    "iterate_once",
+    "load_digits",
+    "load_source",
+    "load_splits",
+    "open_data_source",
+    "without_class",
+]

@@ -1,0 +1,38 @@
+"""The interface the runner uses for every method: a bundle of pure functions with their settings bound."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from latentebm_jax.training.state import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """What the training loop, evaluation and sampling need from a method.
+
+    Every callable is a pure function of arrays (settings already bound):
+
+    * ``init(key) -> TrainState``
+    * ``train_step(state, batch, axis_name) -> (state, metrics)``: one step on this device's share of the
+      batch; ``axis_name`` is the ``pmap`` axis for ``lax.pmean`` (``None`` on one device, unmapped).
+    * ``generate(params, key, num) -> images``: samples from the model, ``(num, H, W, C)`` in ``[−1, 1]``.
+    * ``reconstruct(params, images, key) -> images``: inferred latents decoded again.
+    * ``log_joint(params, images, key) -> (B,)``: ``log p(x, z)`` at inferred ``z`` (anomaly score is its
+      negative); ``None`` where a method has no such score.
+    * ``long_run_chain(params, key, num, num_steps, record_every) -> dict`` with ``images`` of shape
+      ``(snapshots, num, H, W, C)``, ``steps`` and the per-step ``energy`` (``−log p̃(z)``); or ``None``.
+    """
+
+    name: str
+    init: Callable[[jax.Array], TrainState]
+    train_step: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
+    generate: Callable[[Any, jax.Array, int], jax.Array]
+    reconstruct: Callable[[Any, jax.Array, jax.Array], jax.Array]
+    log_joint: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
+    long_run_chain: Callable[..., dict[str, Any]] | None = None
+    hparams: Any = None

@@ -1,0 +1,46 @@
+"""Pieces every method's train step shares: per-example keys, cross-device averaging, optimiser updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+PyTree = Any
+
+
+def example_keys(step_key: jax.Array, batch_size: int, axis_name: str | None = None) -> jax.Array:
+    """One typed key per example: ``fold_in(step_key, global_index)``.
+
+    Under ``pmap`` the global index of local example ``b`` on device ``i`` is ``i·batch_size + b``, so a
+    global batch split ``[devices, per_device]`` gets exactly the keys the undivided batch gets on one device.
+    """
+    offset = lax.axis_index(axis_name) * batch_size if axis_name is not None else 0
+    index = offset + jnp.arange(batch_size)
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, index)
+
+
+def fold_keys(keys: jax.Array, data: int) -> jax.Array:
+    """``fold_in`` every key of a batch of keys with the same integer (a named sub-stream per example)."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
+
+
+def normal_per_example(keys: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """``(B, *shape)`` standard normals, row ``b`` drawn from ``keys[b]`` alone."""
+    return jax.vmap(lambda k: jax.random.normal(k, shape, dtype))(keys)
+
+
+def cross_replica_mean(tree: PyTree, axis_name: str | None) -> PyTree:
+    """``lax.pmean`` over the device axis, or the identity on a single device."""
+    return tree if axis_name is None else lax.pmean(tree, axis_name)
+
+
+def apply_updates(
+    tx: optax.GradientTransformation, grads: PyTree, opt_state: Any, params: PyTree
+) -> tuple[PyTree, Any]:
+    """One optimiser step; returns ``(new_params, new_opt_state)``."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state

@@ -1,0 +1,40 @@
+"""Shared test settings: quiet progress bars, tiny configs."""
+
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest
+
+
+def tiny_digits_config(**overrides):
+    """LEBM on the embedded digits, shrunk so a step compiles and runs in well under a second."""
+    from configs import digits
+
+    c = digits.get_config("lebm")
+    c.model.latent_dim = 4
+    c.model.ngf = 8
+    c.model.ebm_hidden = 16
+    c.sampler.prior_steps = 5
+    c.sampler.posterior_steps = 5
+    c.train.batch_size = 20
+    c.train.num_steps = 10
+    c.train.log_every = 2
+    c.train.ckpt_every = 5
+    c.train.eval_every = 0
+    c.eval.batch_size = 60
+    c.eval.num_samples = 16
+    c.eval.max_test_examples = 120
+    c.eval.long_run_steps = (10,)
+    c.eval.long_run_chains = 2
+    c.eval.long_run_frames = 5
+    for path, value in overrides.items():
+        group, key = path.split(".")
+        c[group][key] = value
+    return c
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return tiny_digits_config

@@ -1,0 +1,154 @@
+"""The runner: outputs of a digits run, exact resume after a kill, NaN stops, checkpoint errors."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import default
+from latentebm_jax.data import DataSplits, load_splits
+from latentebm_jax.training import loop
+from latentebm_jax.training.checkpoint import Checkpointer, CheckpointError
+from latentebm_jax.training.metrics_writer import read_jsonl
+
+
+def _params_at(workdir, config, step=None):
+    setup = loop._Setup(config, None)
+    state = Checkpointer(workdir).restore(setup.initial_state(), step)
+    return state
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_config):
+    workdir = str(tmp_path_factory.mktemp("digits"))
+    config = tiny_config()
+    default.validate(config)
+    summary = loop.train(config, workdir)
+    return workdir, config, summary
+
+
+def test_digits_run_writes_samples_reconstructions_checkpoints_metrics_and_summary(finished_run):
+    workdir, config, _ = finished_run
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "summary.json",
+        "samples.png",
+        "reconstructions.png",
+        "chain_10.png",
+        "chain_10_energy.npy",
+    ):
+        assert os.path.isfile(os.path.join(workdir, name)), name
+    assert Checkpointer(workdir).all_steps() == [5, 10]
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    train_steps = [r["step"] for r in records if "loss_g" in r]
+    assert train_steps == [2, 4, 6, 8, 10]
+    assert all(np.isfinite(r["loss_g"]) and np.isfinite(r["loss_e"]) for r in records if "loss_g" in r)
+    with open(os.path.join(workdir, "summary.json")) as f:
+        saved = json.load(f)
+    assert saved["step"] == 10 and saved["train_steps"] == 10
+    assert 0 < saved["recon_mse"] < 4 and saved["num_test_examples"] == 120
+    assert 0 <= saved["auprc"] <= 1 and saved["anomaly_class"] == 9
+    assert saved["anomaly_fraction"] == pytest.approx(
+        np.mean(load_splits(config.data).test.labels()[:120] == 9)
+    )
+    energy = np.load(os.path.join(workdir, "chain_10_energy.npy"))
+    assert energy.shape == (11,) and np.all(np.isfinite(energy))
+
+
+def test_eval_and_sample_modes_reuse_the_checkpoint(finished_run):
+    workdir, config, summary = finished_run
+    again = loop.evaluate(config, workdir)
+    assert again["step"] == 10
+    assert again["recon_mse"] == pytest.approx(summary["recon_mse"], rel=1e-5)  # same keys, same result
+    paths = loop.sample(config, workdir)
+    assert all(os.path.isfile(p) for p in paths) and any(p.endswith("chain_10.png") for p in paths)
+
+
+class KilledError(Exception):
+    pass
+
+
+def test_killed_and_resumed_run_ends_with_the_same_parameters(tmp_path, finished_run):
+    ref_dir, config, _ = finished_run
+
+    def kill_at_7(step):
+        if step == 7:
+            raise KilledError
+
+    workdir = str(tmp_path / "resumed")
+    with pytest.raises(KilledError):
+        loop.train(config, workdir, hooks=[kill_at_7])
+    assert Checkpointer(workdir).all_steps() == [5]
+    loop.train(config, workdir)
+    a, b = _params_at(ref_dir, config), _params_at(workdir, config)
+    assert int(a.step) == int(b.step) == 10
+    for x, y in zip(
+        __import__("jax").tree.leaves((a.params, a.opt_state)),
+        __import__("jax").tree.leaves((b.params, b.opt_state)),
+    ):
+        np.testing.assert_array_equal(x, y)
+    # the metrics of the replayed steps are not duplicated
+    steps = [r["step"] for r in read_jsonl(os.path.join(workdir, "metrics.jsonl")) if "loss_g" in r]
+    assert steps == [2, 4, 6, 8, 10]
+
+
+class PoisonAfter:
+    """A training source that returns NaN images from its ``n``-th batch on."""
+
+    def __init__(self, source, n):
+        self.source, self.n, self.calls = source, n, 0
+        self.image_shape = source.image_shape
+
+    def __len__(self):
+        return len(self.source)
+
+    def labels(self):
+        return self.source.labels()
+
+    def get(self, indices):
+        self.calls += 1
+        batch = self.source.get(indices)
+        if self.calls >= self.n:
+            batch["image"] = np.full_like(batch["image"], np.nan)
+        return batch
+
+
+def test_nan_stops_with_step_and_quantity_and_keeps_the_last_good_checkpoint(tmp_path, tiny_config):
+    config = tiny_config()
+    splits = load_splits(config.data)
+    poisoned = DataSplits(PoisonAfter(splits.train, 8), splits.test, splits.holdout_class)
+    workdir = str(tmp_path / "nan")
+    with pytest.raises(loop.NonFiniteError) as info:
+        loop.train(config, workdir, splits=poisoned)
+    msg = str(info.value)
+    assert "at step 8" in msg and "'loss_g' = nan" in msg and "last good checkpoint is step 5" in msg
+    ckpt = Checkpointer(workdir)
+    assert ckpt.all_steps() == [5]
+    state = _params_at(workdir, config)
+    assert int(state.step) == 5
+    assert not os.path.exists(os.path.join(workdir, "summary.json"))
+
+
+def test_corrupted_checkpoint_gives_a_clear_error(tmp_path, finished_run):
+    src, config, _ = finished_run
+    import shutil
+
+    workdir = str(tmp_path / "corrupt")
+    shutil.copytree(src, workdir)
+    for path in glob.glob(os.path.join(workdir, "checkpoints", "10", "**", "*"), recursive=True):
+        if os.path.isfile(path):
+            with open(path, "wb") as f:
+                f.write(b"\x00garbage")
+    with pytest.raises(CheckpointError, match=r"checkpoint at step 10 .* (unreadable|corrupted)") as info:
+        loop.evaluate(config, workdir)
+    assert "Earlier checkpoints there: [5]" in str(info.value)
+
+
+def test_incompatible_checkpoint_names_the_mismatch(finished_run, tiny_config):
+    workdir, _, _ = finished_run
+    other = tiny_config(**{"model.latent_dim": 6})
+    with pytest.raises(CheckpointError, match=r"(?s)does not fit.*shape of params\.ebm.*\(4, 16\).*\(6, 16\)"):
+        loop.evaluate(other, workdir)
