@@ -179,6 +179,7 @@ def train(
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
 
     t_loop = time.time()
+    first_step_seconds = 0.0
     with tqdm(
         total=total,
         initial=start,
@@ -190,6 +191,9 @@ def train(
         batches = setup.batcher.iterate(start, total, prefetch=tcfg.prefetch)
         for step, batch in zip(range(start, total), batches):
             pstate, metrics = step_fn(pstate, parallel.shard_batch(batch))
+            if step == start:
+                jax.block_until_ready(metrics)
+                first_step_seconds = time.time() - t_loop
             done = step + 1
             pending.append((done, metrics))
             bar.update(1)
@@ -220,6 +224,7 @@ def train(
             "train_steps": int(final.step),
             "steps_per_epoch": setup.steps_per_epoch,
             "train_loop_seconds": round(train_time, 2),
+            "first_step_seconds": round(first_step_seconds, 2),  # includes compilation
             "wall_seconds": round(time.time() - t_start, 2),
         }
     )
