@@ -83,6 +83,23 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     e.long_run_steps = (100, 2500)  # K'0 of the long-run chains (LEBM Figs. 3-4)
     e.long_run_chains = 8
     e.long_run_frames = 10  # images per chain in the strip
+    # Domain feature distance `fd` (a classifier trained on the dataset's own labelled training split).
+    e.fd = False
+    e.fd_num_samples = 1000
+    e.fd_reference_max = -1  # -1 = the whole training set
+    e.fd_classifier_epochs = 30
+    # FID / Inception Score with a local pytorch-fid Inception weights file (.npz, see metrics/inception.py).
+    e.fid = False
+    e.inception_weights = ""  # path; FID is skipped (and said so) without it
+    e.fid_num_samples = 50000  # the papers' protocol
+    e.fid_reference = "train"
+    e.fid_reference_max = -1
+    e.inception_batch_size = 50
+    # Latent probes (ICCV 2023 Table 1): a 2-layer classifier per latent layer on inferred latents.
+    e.probe = False
+    e.probe_max_examples = 10000
+    e.probe_epochs = 100
+    e.cache_dir = ""  # "" = next to the data (tfds) or ~/.cache/latentebm_jax (embedded data)
     return c
 
 
@@ -100,6 +117,7 @@ CHOICES = {
     "model.ebm_activation": ("gelu", "lrelu", "silu"),
     "model.generator_loss": ("gaussian_nll", "sum_squared"),
     "train.lr_decay_at": ("epoch_end", "epoch_start"),
+    "eval.fid_reference": ("train", "test"),
 }
 
 CHECKS = {
@@ -136,6 +154,11 @@ CHECKS = {
     "eval.num_samples": (_positive, "a positive integer"),
     "eval.long_run_chains": (_positive, "a positive integer"),
     "eval.long_run_frames": (_positive, "a positive integer"),
+    "eval.fd_num_samples": (lambda x: x >= 2, "an integer >= 2"),
+    "eval.fid_num_samples": (lambda x: x >= 10, "an integer >= 10"),
+    "eval.fd_classifier_epochs": (_positive, "a positive integer"),
+    "eval.inception_batch_size": (_positive, "a positive integer"),
+    "eval.probe_epochs": (_positive, "a positive integer"),
     "eval.long_run_steps": (
         lambda x: all(isinstance(k, int) and k > 0 for k in x),
         "a tuple of positive integers",

@@ -29,6 +29,8 @@ def get_config(method: str = "lebm"):
     c.train.eval_every = 1000
     c.train.ckpt_every = 500
     c.eval.anomaly = True
+    c.eval.fd = True
+    c.eval.probe = True
     c.eval.num_samples = 100
     c.eval.long_run_chains = 8
     return c

@@ -15,4 +15,6 @@ def get_config(method: str = "lebm"):
     c.train.eval_every = 500
     c.train.ckpt_every = 250
     c.eval.long_run_chains = 8
+    c.eval.fd = True
+    c.eval.probe = True
     return c

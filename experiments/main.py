@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     except (DatasetNotFoundError, CheckpointError, loop.NonFiniteError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    shown = {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
+    shown = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, list))}
     print(
         "summary: "
         + ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())

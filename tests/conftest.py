@@ -1,9 +1,12 @@
 """Shared test settings: quiet progress bars, tiny configs."""
 
 import os
+import tempfile
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# metric caches (domain classifiers, FID statistics) of the test session stay out of the home directory
+os.environ["LATENTEBM_JAX_CACHE"] = tempfile.mkdtemp(prefix="latentebm_jax_cache_")
 
 import pytest
 
@@ -29,6 +32,10 @@ def tiny_digits_config(**overrides):
     c.eval.long_run_steps = (10,)
     c.eval.long_run_chains = 2
     c.eval.long_run_frames = 5
+    c.eval.fd_num_samples = 100
+    c.eval.fd_classifier_epochs = 3
+    c.eval.probe_max_examples = 200
+    c.eval.probe_epochs = 5
     for path, value in overrides.items():
         group, key = path.split(".")
         c[group][key] = value

@@ -12,10 +12,11 @@ from latentebm_jax.data import DataSplits, load_splits
 from latentebm_jax.training import loop
 from latentebm_jax.training.checkpoint import Checkpointer, CheckpointError
 from latentebm_jax.training.metrics_writer import read_jsonl
+from latentebm_jax.training.setup import RunSetup
 
 
 def _params_at(workdir, config, step=None):
-    setup = loop._Setup(config, None)
+    setup = RunSetup(config, None)
     state = Checkpointer(workdir).restore(setup.initial_state(), step)
     return state
 
@@ -50,6 +51,13 @@ def test_digits_run_writes_samples_reconstructions_checkpoints_metrics_and_summa
         saved = json.load(f)
     assert saved["step"] == 10 and saved["train_steps"] == 10
     assert 0 < saved["recon_mse"] < 4 and saved["num_test_examples"] == 120
+    assert saved["recon_rmse"] == pytest.approx(np.sqrt(saved["recon_mse"]))
+    assert saved["recon_value_range"] == "[-1, 1]"
+    # the digits configs ask for the domain feature distance and the latent probe
+    assert saved["fd"] > 0 and saved["fd_real_test"] > 0 and saved["fd_num_samples"] == 100
+    assert 0 < saved["fd_classifier_test_accuracy"] <= 1
+    assert len(saved["probe_accuracy"]) == 1 and 0 <= saved["probe_accuracy"][0] <= 1
+    assert "fid" not in saved
     assert 0 <= saved["auprc"] <= 1 and saved["anomaly_class"] == 9
     assert saved["anomaly_fraction"] == pytest.approx(
         np.mean(load_splits(config.data).test.labels()[:120] == 9)

@@ -26,6 +26,8 @@ class Method:
       negative); ``None`` where a method has no such score.
     * ``long_run_chain(params, key, num, num_steps, record_every) -> dict`` with ``images`` of shape
       ``(snapshots, num, H, W, C)``, ``steps`` and the per-step ``energy`` (``−log p̃(z)``); or ``None``.
+    * ``infer_latents(params, images, key) -> latents``: inferred ``z`` (a pytree of layers, bottom first)
+      for the latent probes; or ``None``.
     """
 
     name: str
@@ -35,4 +37,5 @@ class Method:
     reconstruct: Callable[[Any, jax.Array, jax.Array], jax.Array]
     log_joint: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
     long_run_chain: Callable[..., dict[str, Any]] | None = None
+    infer_latents: Callable[[Any, jax.Array, jax.Array], Any] | None = None
     hparams: Any = None

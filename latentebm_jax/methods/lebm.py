@@ -332,13 +332,14 @@ def make(config, steps_per_epoch: int) -> Method:
     tx = optimizers_from_config(config, steps_per_epoch)
     eval_post_steps = config.eval.posterior_steps if config.eval.posterior_steps > 0 else None
 
+    def _infer(params, x, key):
+        return sample_posterior(hp, params, x, _chain_keys(key, x.shape[0]), num_steps=eval_post_steps)
+
     def _reconstruct(params, x, key):
-        z = sample_posterior(hp, params, x, _chain_keys(key, x.shape[0]), num_steps=eval_post_steps)
-        return decode(hp, params["gen"], z)
+        return decode(hp, params["gen"], _infer(params, x, key))
 
     def _log_joint(params, x, key):
-        z = sample_posterior(hp, params, x, _chain_keys(key, x.shape[0]), num_steps=eval_post_steps)
-        return log_joint(hp, params, z, x)
+        return log_joint(hp, params, _infer(params, x, key), x)
 
     return Method(
         name="lebm",
@@ -348,5 +349,6 @@ def make(config, steps_per_epoch: int) -> Method:
         reconstruct=jax.jit(_reconstruct),
         log_joint=jax.jit(_log_joint),
         long_run_chain=jax.jit(functools.partial(long_run_chain, hp), static_argnums=(2, 3, 4)),
+        infer_latents=jax.jit(_infer),
         hparams=hp,
     )
