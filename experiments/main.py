@@ -46,6 +46,7 @@ def main(argv: list[str]) -> int:
     import jax
 
     from latentebm_jax.data import DatasetNotFoundError
+    from latentebm_jax.metrics.inception import InceptionWeightsError
     from latentebm_jax.training import loop
     from latentebm_jax.training.checkpoint import CheckpointError
 
@@ -69,7 +70,13 @@ def main(argv: list[str]) -> int:
             paths = loop.sample(config, workdir)
             print("wrote:\n  " + "\n  ".join(paths))
             return 0
-    except (DatasetNotFoundError, CheckpointError, loop.NonFiniteError, FileNotFoundError) as err:
+    except (
+        DatasetNotFoundError,
+        CheckpointError,
+        InceptionWeightsError,
+        loop.NonFiniteError,
+        FileNotFoundError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     shown = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, list))}

@@ -183,3 +183,30 @@ def test_mnist_anomaly_protocol_runs_end_to_end_on_mock_tfds_data(tmp_path):
     assert summary["anomaly_class"] == 1 and summary["num_test_examples"] == 48
     assert summary["anomaly_fraction"] == pytest.approx(np.mean(test_labels == 1))
     assert 0 <= summary["auprc"] <= 1 and np.isfinite(summary["recon_mse"])
+
+
+def test_fid_and_inception_score_end_to_end_with_generated_weights(finished_run, tmp_path):
+    """--mode=eval with eval.fid: FID against cached training-set statistics, IS; skipped without weights."""
+    from latentebm_jax.metrics.inception import random_inception_npz
+
+    workdir, config, _ = finished_run
+    c = config.copy_and_resolve_references()
+    c.eval.fid, c.eval.fd, c.eval.probe = True, False, False
+    c.eval.fid_num_samples, c.eval.fid_reference_max, c.eval.inception_batch_size = 12, 24, 12
+    c.eval.cache_dir = str(tmp_path / "cache")
+    skipped = loop.evaluate(c, workdir)
+    assert "fid" not in skipped and "not set" in skipped["fid_skipped"]
+    c.eval.inception_weights = random_inception_npz(str(tmp_path / "inception.npz"), seed=0)
+    first = loop.evaluate(c, workdir)
+    assert np.isfinite(first["fid"]) and first["fid"] > 0
+    assert first["fid_num_samples"] == 12 and first["fid_reference"] == "train split, 24 images"
+    assert 1.0 <= first["inception_score"] <= 1008
+    (stats,) = glob.glob(os.path.join(c.eval.cache_dir, "fid_stats", "*.npz"))
+    again = loop.evaluate(c, workdir)  # reference statistics now come from the cache
+    assert again["fid"] == pytest.approx(first["fid"], rel=1e-6)
+    with open(stats, "wb") as f:
+        f.write(b"not an npz")
+    recomputed = loop.evaluate(c, workdir)  # an unreadable cache is recomputed, not trusted
+    assert recomputed["fid"] == pytest.approx(first["fid"], rel=1e-6)
+    c.eval.inception_weights = str(tmp_path / "missing.npz")
+    assert "no file at" in loop.evaluate(c, workdir)["fid_skipped"]

@@ -6,7 +6,7 @@ import pytest
 from scipy import linalg
 
 from latentebm_jax.data import load_digits
-from latentebm_jax.metrics import auprc, auroc
+from latentebm_jax.metrics import auprc, auroc, ood_auprc, ood_auroc
 from latentebm_jax.metrics.domain import domain_classifier
 from latentebm_jax.metrics.frechet import frechet_distance, gaussian_stats, trace_sqrt_product
 from latentebm_jax.metrics.inception_score import inception_score
@@ -92,6 +92,9 @@ def test_auroc_and_auprc_on_hand_computed_cases():
     # ranked by score: 0.8(+) 0.4(−) 0.35(+) 0.1(−): precision at the positives 1/1 and 2/3
     assert auprc(scores, labels) == pytest.approx((1.0 + 2.0 / 3.0) / 2.0)
     assert auroc(-scores, labels) == pytest.approx(0.25)
+    # OOD convention: higher = more in-distribution, in-distribution positive
+    assert ood_auroc(np.array([0.35, 0.8]), np.array([0.1, 0.4])) == pytest.approx(0.75)
+    assert ood_auprc(np.array([0.35, 0.8]), np.array([0.1, 0.4])) == pytest.approx(auprc(scores, labels))
     with pytest.raises(ValueError, match="both 0 and 1"):
         auroc(scores, np.ones(4))
     with pytest.raises(ValueError, match="NaN"):

@@ -32,3 +32,21 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve."""
     scores, labels = _check(scores, labels)
     return float(roc_auc_score(labels, scores))
+
+
+def _in_out(scores_in: np.ndarray, scores_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scores_in, scores_out = np.ravel(scores_in), np.ravel(scores_out)
+    labels = np.concatenate([np.ones(len(scores_in)), np.zeros(len(scores_out))])
+    return np.concatenate([scores_in, scores_out]), labels
+
+
+def ood_auroc(scores_in: np.ndarray, scores_out: np.ndarray) -> float:
+    """OOD detection AUROC from per-example scores of an in-distribution and an out-of-distribution set,
+    where a higher score means *more in-distribution* (e.g. the negative energy ``−E(v)`` of BiDVL Table 4,
+    or the prior log-density of ICML 2024 Fig. 3); the in-distribution set is the positive class."""
+    return auroc(*_in_out(scores_in, scores_out))
+
+
+def ood_auprc(scores_in: np.ndarray, scores_out: np.ndarray) -> float:
+    """AUPRC with the same convention as :func:`ood_auroc` (in-distribution positive)."""
+    return auprc(*_in_out(scores_in, scores_out))

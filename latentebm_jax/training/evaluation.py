@@ -190,14 +190,18 @@ def _inception_metrics(setup: RunSetup, params, key) -> dict:
         "fid_stats",
         f"{dataset_id(cfg)}_{ecfg.fid_reference}_holdout{holdout}_n{n_ref}_w{_file_digest(path)}.npz",
     )
+    ref_stats = None
     if os.path.exists(stats_path):
-        ref_stats = GaussianStats.load(stats_path)
-    else:
+        try:
+            ref_stats = GaussianStats.load(stats_path)
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("cached FID statistics %s are unreadable (%s); recomputing them", stats_path, err)
+    if ref_stats is None:
         pools = []
         for batch, valid in tqdm(
             iterate_once(reference, ecfg.inception_batch_size, n_ref), desc="FID reference", leave=False
         ):
-            pools.append(extractor.features(batch["image"][:valid])[0])
+            pools.append(extractor.features(np.clip(batch["image"][:valid], -1.0, 1.0))[0])
         ref_stats = gaussian_stats(np.concatenate(pools))
         if is_main_process():
             ref_stats.save(stats_path)
@@ -208,6 +212,7 @@ def _inception_metrics(setup: RunSetup, params, key) -> dict:
         while done < ecfg.fid_num_samples:
             take = min(chunk, ecfg.fid_num_samples - done)
             images = np.asarray(setup.method.generate(params, jax.random.fold_in(key, i), chunk))[:take]
+            images = np.clip(images, -1.0, 1.0)  # as the papers' FID code: map to [0, 1] and clamp
             pool, logit = extractor.features(images)
             pools.append(pool)
             logits.append(logit)
