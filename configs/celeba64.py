@@ -20,4 +20,5 @@ def get_config(method: str = "lebm"):
     c.train.num_epochs = 100
     c.train.eval_every = 10 * 1627
     c.train.ckpt_every = 1627
+    c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
     return c

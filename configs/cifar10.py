@@ -16,4 +16,5 @@ def get_config(method: str = "lebm"):
     c.sampler.posterior_steps = 40
     c.train.eval_every = 50 * 500
     c.train.ckpt_every = 500
+    c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
     return c

@@ -9,4 +9,5 @@ def get_config(method: str = "lebm"):
     # FID every 50 epochs in the authors' code (732 steps per epoch at batch 100).
     c.train.eval_every = 50 * 732
     c.train.ckpt_every = 732
+    c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
     return c

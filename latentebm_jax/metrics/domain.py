@@ -25,12 +25,18 @@ from latentebm_jax.data.pipeline import EpochBatcher, iterate_once
 from latentebm_jax.data.sources import ImageSource
 from latentebm_jax.metrics.tree_io import load_tree, save_tree
 
-ARCH_VERSION = 1
+ARCH_VERSION = 2
+
+
+def num_downsamplings(image_size: int) -> int:
+    """Stride-2 stages of :class:`DomainCNN`: at least two, and down to 4×4 for larger images."""
+    return max(2, int(np.log2(image_size)) - 2)
 
 
 class DomainCNN(nn.Module):
-    """Three 3×3 convolutions (the last two with stride 2), global average pooling, a 128-d ReLU feature
-    layer and a linear classifier. Returns ``(logits, features)``."""
+    """A 3×3 convolution, then stride-2 3×3 convolutions (widths 64, 128, 128, …) down to 4×4 (2×2 for
+    8×8 images), global average pooling, a 128-d ReLU feature layer and a linear classifier.
+    Returns ``(logits, features)``."""
 
     num_classes: int
     width: int = 32
@@ -39,8 +45,8 @@ class DomainCNN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = nn.relu(nn.Conv(self.width, (3, 3))(x))
-        h = nn.relu(nn.Conv(2 * self.width, (3, 3), strides=(2, 2))(h))
-        h = nn.relu(nn.Conv(4 * self.width, (3, 3), strides=(2, 2))(h))
+        for i in range(num_downsamplings(x.shape[1])):
+            h = nn.relu(nn.Conv(self.width * min(2 ** (i + 1), 4), (3, 3), strides=(2, 2))(h))
         features = nn.relu(nn.Dense(self.feature_dim)(jnp.mean(h, axis=(1, 2))))
         return nn.Dense(self.num_classes)(features), features
 
