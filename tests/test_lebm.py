@@ -180,3 +180,19 @@ def test_svhn_networks_train_on_digits32():
             np.testing.assert_array_equal(a, b)
         else:
             assert float(jnp.max(jnp.abs(a - b))) > 0, name  # every other parameter was updated
+
+
+def test_reconstruct_and_log_joint_share_one_posterior_sample(trained):
+    hp, _, state, _ = trained
+    from configs import digits
+
+    config = digits.get_config("lebm")
+    config.model.latent_dim, config.model.ngf, config.model.ebm_hidden = 8, 16, 64
+    config.sampler.prior_steps = config.sampler.posterior_steps = 20
+    method = lebm.make(config, steps_per_epoch=1)
+    assert method.hparams == hp
+    x = jnp.asarray(load_digits("test").get(np.arange(10))["image"])
+    key = jax.random.key(5)
+    x_hat, score = method.reconstruct_and_log_joint(state.params, x, key)
+    np.testing.assert_allclose(x_hat, method.reconstruct(state.params, x, key), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(score, method.log_joint(state.params, x, key), rtol=1e-5)

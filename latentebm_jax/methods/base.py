@@ -28,6 +28,8 @@ class Method:
       ``(snapshots, num, H, W, C)``, ``steps`` and the per-step ``energy`` (``−log p̃(z)``); or ``None``.
     * ``infer_latents(params, images, key) -> latents``: inferred ``z`` (a pytree of layers, bottom first)
       for the latent probes; or ``None``.
+    * ``reconstruct_and_log_joint(params, images, key) -> (images, (B,))``: both of the above from *one*
+      inference (evaluation uses it when it needs both); or ``None``.
     """
 
     name: str
@@ -38,4 +40,7 @@ class Method:
     log_joint: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None
     long_run_chain: Callable[..., dict[str, Any]] | None = None
     infer_latents: Callable[[Any, jax.Array, jax.Array], Any] | None = None
+    reconstruct_and_log_joint: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = (
+        None
+    )
     hparams: Any = None

@@ -341,6 +341,10 @@ def make(config, steps_per_epoch: int) -> Method:
     def _log_joint(params, x, key):
         return log_joint(hp, params, _infer(params, x, key), x)
 
+    def _reconstruct_and_log_joint(params, x, key):
+        z = _infer(params, x, key)
+        return decode(hp, params["gen"], z), log_joint(hp, params, z, x)
+
     return Method(
         name="lebm",
         init=functools.partial(init, hp, tx),
@@ -350,5 +354,6 @@ def make(config, steps_per_epoch: int) -> Method:
         log_joint=jax.jit(_log_joint),
         long_run_chain=jax.jit(functools.partial(long_run_chain, hp), static_argnums=(2, 3, 4)),
         infer_latents=jax.jit(_infer),
+        reconstruct_and_log_joint=jax.jit(_reconstruct_and_log_joint),
         hparams=hp,
     )

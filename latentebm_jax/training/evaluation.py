@@ -106,12 +106,18 @@ def _reconstruction_and_anomaly(setup: RunSetup, params, key) -> tuple[dict, tup
     batches = iterate_once(test, ecfg.batch_size, limit)
     for i, (batch, valid) in enumerate(tqdm(batches, total=n_batches, desc="reconstruct", leave=False)):
         x, k = batch["image"], jax.random.fold_in(key, i)
-        x_hat = np.asarray(method.reconstruct(params, x, k))
+        if want_anomaly and method.reconstruct_and_log_joint is not None:
+            # one posterior inference serves both the reconstruction and the anomaly score
+            x_hat, log_joint = method.reconstruct_and_log_joint(params, x, k)
+        else:
+            x_hat = method.reconstruct(params, x, k)
+            log_joint = method.log_joint(params, x, jax.random.fold_in(k, 1)) if want_anomaly else None
+        x_hat = np.asarray(x_hat)
         mses.append(per_example_mse(x[:valid], x_hat[:valid]))
         if shown is None:
             shown = (x[: min(valid, 50)], x_hat[: min(valid, 50)])
         if want_anomaly:
-            scores.append(-np.asarray(method.log_joint(params, x, jax.random.fold_in(k, 1)))[:valid])
+            scores.append(-np.asarray(log_joint)[:valid])
             labels.append((batch["label"][:valid] == setup.splits.holdout_class).astype(np.int64))
     mse = np.concatenate(mses)
     out: dict[str, Any] = {"num_test_examples": len(mse), **reconstruction_errors(mse)}
