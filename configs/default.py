@@ -43,6 +43,10 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     m.prior_sigma = 1.0
     # "gaussian_nll": ‖x−g(z)‖²/(2σ²) as in the paper (Eq. 11); "sum_squared": the official code's ‖x−g(z)‖².
     m.generator_loss = "gaussian_nll"
+    # How the generator's transposed convolutions are computed; every choice is the same function
+    # (latentebm_jax/nets/conv_transpose.py). "fast": Winograd/sub-pixel forms, ~2× faster steps on CPU;
+    # "xla": Flax's plain ConvTranspose (the reference); "winograd"/"direct": one forward for every layer.
+    m.conv_impl = "fast"
 
     c.sampler = s = ml_collections.ConfigDict()
     s.init_sigma = 1.0
@@ -116,6 +120,7 @@ CHOICES = {
     "model.generator": ("dcgan", "small8"),
     "model.ebm_activation": ("gelu", "lrelu", "silu"),
     "model.generator_loss": ("gaussian_nll", "sum_squared"),
+    "model.conv_impl": ("fast", "winograd", "subpixel", "direct", "xla"),
     "train.lr_decay_at": ("epoch_end", "epoch_start"),
     "eval.fid_reference": ("train", "test"),
 }

@@ -67,13 +67,14 @@ class LEBMHparams:
     generator_loss: str = "gaussian_nll"  # paper Eq. 11; "sum_squared" = the official code's loss
     prior_unroll: int = 1  # lax.scan unroll of the prior chain (speed only; 0 = fully unrolled)
     posterior_unroll: int = 0  # the same for the posterior chain (XLA:CPU runs convs faster unrolled)
+    conv_impl: str = "fast"  # how the generator's transposed convolutions are computed (same function)
 
     def energy_net(self) -> MLPEnergy:
         return MLPEnergy(hidden=self.ebm_hidden, num_hidden=self.ebm_layers, activation=self.ebm_activation)
 
     def generator_net(self):
         h, _, c = self.image_shape
-        return make_generator(self.generator, h, c, self.ngf)
+        return make_generator(self.generator, h, c, self.ngf, self.conv_impl)
 
 
 # ----------------------------------------------------------------------------- densities
@@ -306,6 +307,7 @@ def hparams_from_config(config) -> LEBMHparams:
         generator_loss=m.generator_loss,
         prior_unroll=s.prior_unroll,
         posterior_unroll=s.posterior_unroll,
+        conv_impl=m.conv_impl,
     )
 
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from latentebm_jax.nets.conv_transpose import TorchConvTranspose
 from latentebm_jax.nets.initializers import conv_transpose_bias_fan_in, torch_default_bias
 
 
@@ -54,17 +55,19 @@ class DCGANGenerator(nn.Module):
     channels: int = 3
     ngf: int = 64
     negative_slope: float = 0.2
+    conv_impl: str = "fast"  # how the transposed convolutions are computed (same function): CONV_IMPLS
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         h = z.reshape(z.shape[0], 1, 1, -1)
-        widths = dcgan_widths(self.image_size, self.ngf)
-        h = torch_conv_transpose(widths[0], 4, 1, 0)(h)  # 1×1 → 4×4
-        for width in widths[1:]:
+        widths = [*dcgan_widths(self.image_size, self.ngf), self.channels]
+        layer = lambda i, features, stride, padding: TorchConvTranspose(
+            features, 4, stride, padding, impl=self.conv_impl, name=f"ConvTranspose_{i}"
+        )
+        h = layer(0, widths[0], 1, 0)(h)  # 1×1 → 4×4
+        for i, width in enumerate(widths[1:], start=1):
             h = nn.leaky_relu(h, self.negative_slope)
-            h = torch_conv_transpose(width, 4, 2, 1)(h)
-        h = nn.leaky_relu(h, self.negative_slope)
-        h = torch_conv_transpose(self.channels, 4, 2, 1)(h)
+            h = layer(i, width, 2, 1)(h)
         return jnp.tanh(h)
 
 
@@ -75,22 +78,26 @@ class Generator8(nn.Module):
     channels: int = 1
     ngf: int = 64
     negative_slope: float = 0.2
+    conv_impl: str = "fast"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
         h = z.reshape(z.shape[0], 1, 1, -1)
-        h = nn.leaky_relu(torch_conv_transpose(2 * self.ngf, 4, 1, 0)(h), self.negative_slope)
-        h = nn.leaky_relu(torch_conv_transpose(self.ngf, 4, 2, 1)(h), self.negative_slope)
-        h = torch_conv_transpose(self.channels, 3, 1, 1)(h)
+        layer = lambda i, *geometry: TorchConvTranspose(
+            *geometry, impl=self.conv_impl, name=f"ConvTranspose_{i}"
+        )
+        h = nn.leaky_relu(layer(0, 2 * self.ngf, 4, 1, 0)(h), self.negative_slope)
+        h = nn.leaky_relu(layer(1, self.ngf, 4, 2, 1)(h), self.negative_slope)
+        h = layer(2, self.channels, 3, 1, 1)(h)
         return jnp.tanh(h)
 
 
-def make_generator(kind: str, image_size: int, channels: int, ngf: int) -> nn.Module:
-    """Build the generator named by ``model.generator`` in a config."""
+def make_generator(kind: str, image_size: int, channels: int, ngf: int, conv_impl: str = "fast") -> nn.Module:
+    """Build the generator named by ``model.generator`` in a config (``conv_impl``: see CONV_IMPLS)."""
     if kind == "dcgan":
-        return DCGANGenerator(image_size=image_size, channels=channels, ngf=ngf)
+        return DCGANGenerator(image_size=image_size, channels=channels, ngf=ngf, conv_impl=conv_impl)
     if kind == "small8":
         if image_size != 8:
             raise ValueError(f"generator 'small8' makes 8×8 images, but data.image_size={image_size}")
-        return Generator8(channels=channels, ngf=ngf)
+        return Generator8(channels=channels, ngf=ngf, conv_impl=conv_impl)
     raise ValueError(f"unknown generator {kind!r}; allowed: 'dcgan', 'small8'")
