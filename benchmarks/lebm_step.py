@@ -45,6 +45,7 @@ class Setting:
     prior_steps: int = 60
     posterior_steps: int = 20
     conv_impl: str = "fast"
+    posterior_unroll: int = 0  # lax.scan unroll of the posterior chain (0 = full, the library default)
 
 
 # ----------------------------------------------------------------------------- FLOP model
@@ -129,6 +130,7 @@ def build_jax(s: Setting):
     config.sampler.prior_steps = s.prior_steps
     config.sampler.posterior_steps = s.posterior_steps
     config.model.conv_impl = s.conv_impl
+    config.sampler.posterior_unroll = s.posterior_unroll
     hp = lebm.hparams_from_config(config)
     tx = lebm.optimizers_from_config(config, steps_per_epoch=732)
     state = lebm.init(hp, tx, jax.random.key(0))
@@ -224,6 +226,8 @@ def _child_peak_rss(framework: str, s: Setting, steps: int = 2) -> dict[str, flo
         str(s.posterior_steps),
         "--conv-impl",
         s.conv_impl,
+        "--posterior-unroll",
+        str(s.posterior_unroll),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -291,6 +295,7 @@ def _print_setting(r: dict, peak: dict[str, float]) -> None:
     s = r["setting"]
     print(
         f"\nbatch {s['batch']}  K0 {s['prior_steps']}  K1 {s['posterior_steps']}  conv_impl {s['conv_impl']}"
+        f"  posterior_unroll {s['posterior_unroll']}"
     )
     print(f"  compile {r['compile_s']:.1f} s, first call {r['first_call_s']:.2f} s (excluded)")
     line = f"  step: jax {1e3 * r['jax_step_s']:.1f} ms"
@@ -320,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prior-steps", type=int, default=60)
     ap.add_argument("--posterior-steps", type=int, default=20)
     ap.add_argument("--conv-impl", default="fast", choices=["fast", "winograd", "subpixel", "direct", "xla"])
+    ap.add_argument("--posterior-unroll", type=int, default=0, help="scan unroll of the posterior chain")
     ap.add_argument("--repeats", type=int, default=9, help="timed steps per framework (median)")
     ap.add_argument("--sweep", action="store_true", help="batch 16/64/100 and K1 20/60/120 (README table)")
     ap.add_argument("--no-torch", action="store_true", help="time the JAX step only")
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, help="also write every result to this file")
     ap.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    base = Setting(args.batch, args.prior_steps, args.posterior_steps, args.conv_impl)
+    base = Setting(args.batch, args.prior_steps, args.posterior_steps, args.conv_impl, args.posterior_unroll)
     if args.memory_child:
         _memory_child(args.memory_child, base)
         return
