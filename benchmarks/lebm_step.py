@@ -117,20 +117,27 @@ def matmul_peak_gflops(repeats: int = 10, n: int = 2048) -> dict[str, float]:
 # ----------------------------------------------------------------------------- the two steps
 
 
-def build_jax(s: Setting):
-    """The library's jitted train step and chains at ``s`` (SVHN config with overrides)."""
-    import jax
-    import jax.numpy as jnp
-
+def bench_config(s: Setting):
+    """``configs/svhn.py`` with the setting's overrides: the one source of both steps' hyperparameters."""
     from configs import svhn
-    from latentebm_jax.methods import lebm
-    from latentebm_jax.methods.common import example_keys
 
     config = svhn.get_config()
     config.sampler.prior_steps = s.prior_steps
     config.sampler.posterior_steps = s.posterior_steps
     config.model.conv_impl = s.conv_impl
     config.sampler.posterior_unroll = s.posterior_unroll
+    return config
+
+
+def build_jax(s: Setting):
+    """The library's jitted train step and chains at ``s``."""
+    import jax
+    import jax.numpy as jnp
+
+    from latentebm_jax.methods import lebm
+    from latentebm_jax.methods.common import example_keys
+
+    config = bench_config(s)
     hp = lebm.hparams_from_config(config)
     tx = lebm.optimizers_from_config(config, steps_per_epoch=732)
     state = lebm.init(hp, tx, jax.random.key(0))
@@ -185,9 +192,28 @@ def build_torch(s: Setting):
 
     from benchmarks.torch_lebm import StepSettings, TorchLEBM
 
-    model = TorchLEBM(
-        StepSettings(batch=s.batch, prior_steps=s.prior_steps, posterior_steps=s.posterior_steps)
+    c = bench_config(s)
+    m, smp, t = c.model, c.sampler, c.train
+    settings = StepSettings(
+        batch=s.batch,
+        image_size=c.data.image_size,
+        channels=c.data.channels,
+        latent_dim=m.latent_dim,
+        ngf=m.ngf,
+        ebm_hidden=m.ebm_hidden,
+        prior_steps=smp.prior_steps,
+        prior_step_size=smp.prior_step_size,
+        posterior_steps=smp.posterior_steps,
+        posterior_step_size=smp.posterior_step_size,
+        sigma=m.likelihood_sigma,
+        sigma_p=m.prior_sigma,
+        init_sigma=smp.init_sigma,
+        lr_gen=t.lr_gen,
+        lr_ebm=t.lr_ebm,
     )
+    if (m.generator, m.ebm_layers, m.ebm_activation) != ("dcgan", 2, "gelu"):
+        raise ValueError("the PyTorch reference implements the DCGAN generator and 2-layer GELU energy only")
+    model = TorchLEBM(settings)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(s.batch, 3, 32, 32, generator=g) * 2 - 1
     chains = {"prior": lambda: model.sample_prior(s.batch), "posterior": lambda: model.sample_posterior(x)}

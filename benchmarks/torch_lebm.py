@@ -26,7 +26,7 @@ from torch import nn
 
 @dataclasses.dataclass(frozen=True)
 class StepSettings:
-    """The SVHN settings of the authors' code (``configs/svhn.py``)."""
+    """The SVHN settings of the authors' code; the benchmark fills them from ``configs/svhn.py``."""
 
     batch: int = 16
     image_size: int = 32
