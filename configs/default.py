@@ -1,14 +1,17 @@
-"""Default config and schema: every allowed key, with LEBM's SVHN settings from the authors' code.
+"""Default config and schema: every allowed key, with each method's SVHN settings from the authors' code.
 
-Dataset files start from :func:`get_config` and override values; keys not defined here are rejected at
-start-up, as are values outside :data:`CHOICES` or failing :data:`CHECKS`.
+``get_config('lebm')`` is LEBM's train_svhn.py; ``get_config('joint')`` the joint hierarchical prior's
+train_fid.py (ICCV 2023). Dataset files start from :func:`get_config` and override values; keys not
+defined here are rejected at start-up, as are values outside :data:`CHOICES` or failing :data:`CHECKS`.
+Keys a method does not read are ignored by it (e.g. ``model.latent_dim`` by ``joint``, which reads
+``model.latent_dims``).
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-METHODS = ("lebm",)
+METHODS = ("lebm", "joint")
 DATASETS = ("digits", "svhn_cropped", "cifar10", "celeb_a", "mnist", "fashion_mnist")
 
 
@@ -31,6 +34,7 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     d.crop = "none"
     d.resize_method = "bilinear"
     d.holdout_class = -1  # >= 0: anomaly protocol, this class is left out of training
+    d.classes = ()  # non-empty: keep only these classes in both splits (ICCV 2023 toy: (0, 1, 2))
 
     c.model = m = ml_collections.ConfigDict()
     m.latent_dim = 100
@@ -47,6 +51,16 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     # (latentebm_jax/nets/conv_transpose.py). "fast": Winograd/sub-pixel forms, ~2× faster steps on CPU;
     # "xla": Flax's plain ConvTranspose (the reference); "winograd"/"direct": one forward for every layer.
     m.conv_impl = "fast"
+    m.ebm_spectral_norm = False  # spectral norm on every EBM layer (the joint prior's authors use it)
+    # Joint hierarchical prior (ICCV 2023): latent layers bottom z_1 first, the authors' channel list
+    # cs[1:] = (c_1..c_L, top MLP width) shared by generator and ladder inference network, and how z_i
+    # joins h_{i+1} ("concat" as Eq. 5 and train_fid.py; "sum" as train_hs.py).
+    m.latent_dims = (10, 10, 10, 10, 10)
+    m.hier_widths = (128, 256, 256, 512, 1024, 2048)
+    m.hier_merge = "concat"
+    # Per-layer KL(q(z_i|x) || N(0, I)) in the ELBO: "analytic" closed form, or "sample", the authors'
+    # one-sample estimate log q(z|x) - log N(z; 0, I) (same expectation).
+    m.kl_estimator = "analytic"
 
     c.sampler = s = ml_collections.ConfigDict()
     s.init_sigma = 1.0
@@ -104,7 +118,46 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     e.probe_max_examples = 10000
     e.probe_epochs = 100
     e.cache_dir = ""  # "" = next to the data (tfds) or ~/.cache/latentebm_jax (embedded data)
+    # Latent-space figures (ICCV 2023): hierarchical sampling, per-unit traversals, prior-vs-posterior
+    # scatter of 2-d layers, latent attack per layer (methods with an inference network).
+    e.hierarchy = False
+    e.hierarchy_rows = 8  # base samples (rows) per panel
+    e.traversal_units = 4  # units traversed per layer
+    e.traversal_range = 3.0  # each unit swept over [-r, r] with the other units fixed
+    e.attack_examples = 8
+    e.attack_steps = 200
+    e.attack_lr = 0.01
+    e.attack_l2 = 0.1  # weight of ||delta||^2 in the attack objective
+    if method == "joint":
+        _joint_svhn_defaults(c)
     return c
+
+
+def _joint_svhn_defaults(c: ml_collections.ConfigDict) -> None:
+    """The joint hierarchical prior on SVHN, the authors' train_fid.py (5 latent layers of 10)."""
+    c.seed = 1234
+    c.data.train_split = "extra"  # 531,131 images
+    m = c.model
+    m.ebm_hidden = 100
+    m.ebm_layers = 2
+    m.ebm_activation = "lrelu"
+    m.ebm_spectral_norm = True
+    m.likelihood_sigma = (1.0 / 20.0) ** 0.5  # reconstruction weight Gfactor = 1/(2σ²) = 10
+    s = c.sampler
+    s.prior_steps = 100
+    s.prior_step_size = 0.3
+    t = c.train
+    t.num_epochs = 200
+    t.lr_ebm = 2e-6
+    t.lr_gen = 3e-4  # one Adam over generator and inference network
+    t.beta1 = 0.0
+    t.beta2 = 0.9
+    t.weight_decay_ebm = 0.0
+    t.weight_decay_gen = 5e-4
+    t.lr_decay = 0.998
+    t.lr_decay_at = "epoch_start"
+    c.eval.probe = True
+    c.eval.hierarchy = True
 
 
 def _positive(x) -> bool:
@@ -121,6 +174,8 @@ CHOICES = {
     "model.ebm_activation": ("gelu", "lrelu", "silu"),
     "model.generator_loss": ("gaussian_nll", "sum_squared"),
     "model.conv_impl": ("fast", "winograd", "subpixel", "direct", "xla"),
+    "model.hier_merge": ("concat", "sum"),
+    "model.kl_estimator": ("analytic", "sample"),
     "train.lr_decay_at": ("epoch_end", "epoch_start"),
     "eval.fid_reference": ("train", "test"),
 }
@@ -130,7 +185,23 @@ CHECKS = {
     "data.holdout_class": (lambda x: x >= -1, "-1 (none) or a class index"),
     "model.latent_dim": (_positive, "a positive integer"),
     "model.ngf": (_positive, "a positive integer"),
-    "model.ebm_hidden": (_positive, "a positive integer"),
+    "model.ebm_hidden": (lambda x: x >= 0, "a non-negative integer (0 = Gaussian prior, joint only)"),
+    "model.latent_dims": (
+        lambda x: len(x) >= 2 and all(isinstance(d, int) and d > 0 for d in x),
+        "a tuple of at least 2 positive integers (bottom layer first)",
+    ),
+    "model.hier_widths": (
+        lambda x: all(isinstance(w, int) and w > 0 for w in x),
+        "a tuple of positive integers",
+    ),
+    "data.classes": (lambda x: all(isinstance(k, int) and k >= 0 for k in x), "a tuple of class indices"),
+    "eval.hierarchy_rows": (_positive, "a positive integer"),
+    "eval.traversal_units": (_positive, "a positive integer"),
+    "eval.traversal_range": (_positive, "positive"),
+    "eval.attack_examples": (_positive, "a positive integer"),
+    "eval.attack_steps": (lambda x: x >= 0, "a non-negative integer"),
+    "eval.attack_lr": (_positive, "positive"),
+    "eval.attack_l2": (lambda x: x >= 0, "non-negative"),
     "model.ebm_layers": (lambda x: x >= 0, "a non-negative integer"),
     "model.likelihood_sigma": (_positive, "positive"),
     "model.prior_sigma": (_positive, "positive"),
@@ -185,7 +256,47 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config key 'model.generator' is 'small8' (8×8 images) but 'data.image_size' is "
             f"{config.data.image_size}; use 'dcgan' or data.image_size=8"
         )
+    if config.method == "lebm" and config.model.ebm_hidden == 0:
+        raise ConfigError(
+            "config key 'model.ebm_hidden' is 0 (no EBM), which only method 'joint' supports; "
+            "LEBM needs a positive width"
+        )
+    if config.method == "joint":
+        _validate_joint(config)
+    if (
+        config.data.classes
+        and config.data.holdout_class >= 0
+        and (config.data.holdout_class not in config.data.classes)
+    ):
+        raise ConfigError(
+            f"config key 'data.holdout_class' = {config.data.holdout_class} is not among "
+            f"'data.classes' = {tuple(config.data.classes)}"
+        )
     if config.eval.anomaly and config.data.holdout_class < 0:
         raise ConfigError(
             "config key 'eval.anomaly' is True but 'data.holdout_class' is -1; set the class to hold out"
         )
+
+
+def _validate_joint(config: ml_collections.ConfigDict) -> None:
+    from latentebm_jax.training.validation import ConfigError
+
+    m, n = config.model, len(config.model.latent_dims)
+    if len(m.hier_widths) != n + 1:
+        raise ConfigError(
+            f"config key 'model.hier_widths' has {len(m.hier_widths)} values but 'model.latent_dims' has "
+            f"{n} layers; give c_1..c_L and the top MLP width ({n + 1} values)"
+        )
+    size = config.data.image_size
+    if size % 2 ** (n - 1):
+        raise ConfigError(
+            f"config key 'model.latent_dims' has {n} layers, but 'data.image_size' = {size} does not halve "
+            f"{n - 1} times; use at most {_max_layers(size)} layers"
+        )
+
+
+def _max_layers(size: int) -> int:
+    n = 1
+    while size % 2**n == 0 and size // 2**n >= 1:
+        n += 1
+    return n

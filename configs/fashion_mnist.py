@@ -1,4 +1,5 @@
-"""LEBM on Fashion-MNIST, padded to 32×32×1 like ``mnist.py`` (all classes; no anomaly protocol)."""
+"""Fashion-MNIST (LEBM, or ``:joint`` for ICCV 2023 Table 1), padded to 32×32×1 like ``mnist.py``
+(all classes; no anomaly protocol)."""
 
 from configs import mnist
 

@@ -1,4 +1,5 @@
-"""LEBM on SVHN 32×32 (tfds ``svhn_cropped``): the authors' train_svhn.py defaults (see default.py)."""
+"""SVHN 32×32 (tfds ``svhn_cropped``): the authors' defaults (default.py): LEBM's train_svhn.py, and for
+``:joint`` the ICCV 2023 train_fid.py (``extra`` split, 5 latent layers of 10)."""
 
 from configs import default
 
@@ -10,4 +11,7 @@ def get_config(method: str = "lebm"):
     c.train.eval_every = 50 * 732
     c.train.ckpt_every = 732
     c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
+    if method == "joint":  # train_fid.py (default.py): the 531,131-image extra split, 5 layers of 10
+        c.train.eval_every = 10 * 5311
+        c.train.ckpt_every = 5311
     return c

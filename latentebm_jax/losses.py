@@ -44,3 +44,40 @@ def gaussian_reconstruction_loss(
 def contrastive_ebm_loss(f_pos: jax.Array, f_neg: jax.Array) -> jax.Array:
     """``mean f(z⁻) − mean f(z⁺)``: descending it follows LEBM Eq. 10 (``f`` is the negative energy)."""
     return jnp.mean(f_neg) - jnp.mean(f_pos)
+
+
+# ----------------------------------------------------------------------------- Gaussian inference (ICCV 2023)
+
+
+def diag_gaussian_log_prob(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """``log N(z; μ, diag exp(ℓ))`` per example, shape ``(B,)``, constants included."""
+    if not (z.shape == mean.shape == log_var.shape):
+        raise ValueError(f"shapes differ: z {z.shape}, mean {mean.shape}, log-variance {log_var.shape}")
+    per = -0.5 * (jnp.square(z - mean) * jnp.exp(-log_var) + log_var + jnp.log(2.0 * jnp.pi))
+    return jnp.sum(per.reshape(z.shape[0], -1), axis=1)
+
+
+def gaussian_kl_to_standard(mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """Closed-form ``KL(N(μ, diag exp(ℓ)) ‖ N(0, I))`` per example: ``½ Σ (μ² + e^ℓ − 1 − ℓ)``."""
+    if mean.shape != log_var.shape:
+        raise ValueError(f"shapes differ: mean {mean.shape}, log-variance {log_var.shape}")
+    per = 0.5 * (jnp.square(mean) + jnp.exp(log_var) - 1.0 - log_var)
+    return jnp.sum(per.reshape(mean.shape[0], -1), axis=1)
+
+
+def sampled_kl_to_standard(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """One-sample estimate ``log q(z|x) − log N(z; 0, I)`` at a reparameterised ``z ~ q`` (the ICCV 2023
+    code's KL term), per example. Its expectation is :func:`gaussian_kl_to_standard`."""
+    standard = -0.5 * (jnp.square(z) + jnp.log(2.0 * jnp.pi))
+    return diag_gaussian_log_prob(z, mean, log_var) - jnp.sum(standard.reshape(z.shape[0], -1), axis=1)
+
+
+def gaussian_kl(
+    mean_q: jax.Array, log_var_q: jax.Array, mean_p: jax.Array, log_var_p: jax.Array
+) -> jax.Array:
+    """Closed-form ``KL(N(μ_q, diag e^{ℓ_q}) ‖ N(μ_p, diag e^{ℓ_p}))`` per example (the latent attack's
+    objective, Gondim-Ribeiro et al. 2018)."""
+    per = 0.5 * (
+        log_var_p - log_var_q + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p)) * jnp.exp(-log_var_p) - 1.0
+    )
+    return jnp.sum(per.reshape(mean_q.shape[0], -1), axis=1)

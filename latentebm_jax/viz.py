@@ -88,3 +88,111 @@ def save_chain_figure(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+    return path
+
+
+def save_grid_panels(
+    panels: list[tuple[str, np.ndarray]],
+    path: str,
+    *,
+    suptitle: str = "",
+    row_labels: list[list[str]] | None = None,
+    col_labels: list[str] | None = None,
+    ncols: int | None = None,
+) -> str:
+    """Several image grids side by side, each ``(rows, cols, H, W, C)`` in ``[−1, 1]`` with a title
+    (hierarchical sampling: one panel per layer; latent attack: one panel per attacked layer)."""
+    plt = _plt()
+    n = len(panels)
+    ncols = ncols or n
+    nrows = math.ceil(n / ncols)
+    first = np.asarray(panels[0][1])
+    r, c = first.shape[:2]
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(ncols * max(2.5, c * 0.45) + 1, nrows * max(2.5, r * 0.45) + 0.8),
+        squeeze=False,
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (title, grid) in enumerate(panels):
+        grid = np.asarray(grid)
+        rr, cc = grid.shape[:2]
+        tile = image_grid(grid.reshape(rr * cc, *grid.shape[2:]), ncol=cc)
+        ax = axes.flat[i]
+        ax.imshow(tile[..., 0] if tile.shape[-1] == 1 else tile, cmap="gray", interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        if row_labels is not None or col_labels is not None:
+            ax.axis("on")
+            ax.set_xticks([(j + 0.5) * tile.shape[1] / cc for j in range(cc)] if col_labels else [])
+            if col_labels:
+                ax.set_xticklabels(col_labels, fontsize=7)
+            labels = row_labels[i] if row_labels is not None else None
+            ax.set_yticks([(j + 0.5) * tile.shape[0] / rr for j in range(rr)] if labels else [])
+            if labels:
+                ax.set_yticklabels(labels, fontsize=7)
+            for side in ax.spines.values():
+                side.set_visible(False)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def save_latent_scatter(
+    prior: list[list[np.ndarray]],
+    posterior: list[np.ndarray],
+    steps: list[int],
+    layer_names: list[str],
+    path: str,
+    *,
+    posterior_labels: np.ndarray | None = None,
+    title: str = "",
+) -> str:
+    """Prior-vs-posterior scatter of 2-d latent layers along the prior Langevin chain (ICCV 2023 Fig. 7).
+
+    ``prior[i][j]``: ``(N, 2)`` prior chain states of layer ``i`` after ``steps[j]`` steps (blue);
+    ``posterior[i]``: ``(M, 2)`` inferred latents of data (orange, or coloured by ``posterior_labels``).
+    """
+    plt = _plt()
+    nrow, ncol = len(layer_names), len(steps)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 3 * nrow), squeeze=False)
+    for i, name in enumerate(layer_names):
+        post = np.asarray(posterior[i])
+        lim = float(np.percentile(np.abs(np.concatenate([post, *prior[i]])), 99.5)) * 1.1 + 1e-6
+        for j, k in enumerate(steps):
+            ax = axes[i, j]
+            p = np.asarray(prior[i][j])
+            ax.scatter(p[:, 0], p[:, 1], s=3, c="tab:blue", alpha=0.5, label="prior")
+            if posterior_labels is None:
+                ax.scatter(post[:, 0], post[:, 1], s=3, c="tab:orange", alpha=0.5, label="posterior")
+            else:
+                ax.scatter(
+                    post[:, 0], post[:, 1], s=4, c=posterior_labels, cmap="tab10", vmin=0, vmax=9, alpha=0.7
+                )
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_aspect("equal")
+            ax.set_title(f"{name}, prior after {k} steps", fontsize=8)
+            ax.tick_params(labelsize=6)
+        axes[i, 0].legend(fontsize=6, loc="upper right", markerscale=3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save_figure(fig, path)

@@ -98,3 +98,41 @@ def test_command_line_missing_dataset_says_how_to_prepare_it(tmp_path):
     assert out.returncode == 1, out.stderr[-2000:]
     assert "svhn_cropped" in out.stderr and "tfds build svhn_cropped" in out.stderr
     assert f"--data_dir={tmp_path / 'tfds'}" in out.stderr
+
+
+@pytest.mark.parametrize("name", [*CONFIGS, "digits_toy"])
+def test_shipped_joint_configs_validate(name):
+    module = __import__(f"configs.{name}", fromlist=["get_config"])
+    config = module.get_config("joint")
+    default.validate(config)
+    assert config.method == "joint" and len(config.model.hier_widths) == len(config.model.latent_dims) + 1
+
+
+@pytest.mark.parametrize(
+    "method,overrides,pattern",
+    [
+        ("joint", {"model.hier_widths": (8, 16)}, r"'model.hier_widths' has 2 values but .* 3 layers"),
+        (
+            "joint",
+            {"model.latent_dims": (2,) * 7, "model.hier_widths": (4,) * 8},
+            r"'data.image_size' = 32 does not halve 6 times; use at most 6 layers",
+        ),
+        ("joint", {"model.latent_dims": (3,)}, r"'model.latent_dims' .* at least 2 positive integers"),
+        ("joint", {"model.kl_estimator": "mc"}, r"'model.kl_estimator' has value 'mc'; allowed"),
+        ("lebm", {"model.ebm_hidden": 0}, r"'model.ebm_hidden' is 0 \(no EBM\), which only method 'joint'"),
+        (
+            "joint",
+            {"data.classes": (0, 1), "data.holdout_class": 9},
+            r"'data.holdout_class' = 9 is not among",
+        ),
+    ],
+)
+def test_joint_cross_field_checks(method, overrides, pattern):
+    from configs import digits
+
+    c = digits.get_config(method)
+    for path, value in overrides.items():
+        group, key = path.split(".")
+        c[group][key] = value
+    with pytest.raises(ConfigError, match=pattern):
+        default.validate(c)

@@ -6,7 +6,7 @@ import dataclasses
 
 from latentebm_jax.data.digits import load_digits
 from latentebm_jax.data.pipeline import EpochBatcher, iterate_once
-from latentebm_jax.data.sources import ArraySource, ImageSource, SubsetSource, without_class
+from latentebm_jax.data.sources import ArraySource, ImageSource, SubsetSource, only_classes, without_class
 from latentebm_jax.data.tfds_sources import (
     TFDS_DATASETS,
     DatasetNotFoundError,
@@ -50,9 +50,13 @@ def load_source(data_config, split: str) -> ImageSource:
 
 
 def load_splits(data_config) -> DataSplits:
-    """Train and test sources for a ``config.data`` (train without ``holdout_class`` if one is set)."""
+    """Train and test sources for a ``config.data`` (train without ``holdout_class`` if one is set; both
+    restricted to ``data.classes`` if that is non-empty)."""
     train = load_source(data_config, data_config.train_split)
     test = load_source(data_config, data_config.test_split)
+    classes = tuple(data_config.get("classes", ()))
+    if classes:
+        train, test = only_classes(train, classes), only_classes(test, classes)
     holdout = int(data_config.holdout_class)
     if holdout >= 0:
         train = without_class(train, holdout)
@@ -73,6 +77,7 @@ __all__ = [
     "load_digits",
     "load_source",
     "load_splits",
+    "only_classes",
     "open_data_source",
     "without_class",
 ]

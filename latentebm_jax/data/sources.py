@@ -73,3 +73,11 @@ def without_class(source: ImageSource, holdout_class: int) -> ImageSource:
     if len(keep) == len(source):
         raise ValueError(f"holdout_class={holdout_class} does not occur in the dataset's labels")
     return SubsetSource(source, keep)
+
+
+def only_classes(source: ImageSource, classes: tuple[int, ...]) -> ImageSource:
+    """Every example whose label is one of ``classes`` (e.g. digits 0, 1, 2 for the ICCV 2023 toy)."""
+    keep = np.flatnonzero(np.isin(source.labels(), np.asarray(classes)))
+    if len(keep) == 0:
+        raise ValueError(f"none of the classes {tuple(classes)} occurs in the dataset's labels")
+    return SubsetSource(source, keep)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from latentebm_jax.methods import lebm
-from latentebm_jax.methods.base import Method
+from latentebm_jax.methods import joint, lebm
+from latentebm_jax.methods.base import LatentTools, Method
 
-REGISTRY = {"lebm": lebm.make}
+REGISTRY = {"lebm": lebm.make, "joint": joint.make}
 
 
 def get_method(config, steps_per_epoch: int) -> Method:
@@ -15,4 +15,4 @@ def get_method(config, steps_per_epoch: int) -> Method:
     return REGISTRY[config.method](config, steps_per_epoch)
 
 
-__all__ = ["REGISTRY", "Method", "get_method", "lebm"]
+__all__ = ["REGISTRY", "LatentTools", "Method", "get_method", "joint", "lebm"]

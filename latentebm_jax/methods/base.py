@@ -12,6 +12,30 @@ from latentebm_jax.training.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
+class LatentTools:
+    """Latent-space functions behind the representation figures (ICCV 2023 Figs. 2, 4–7, 9).
+
+    Latents are tuples of layers ``(B, d_i)``, bottom first (a single-layer model has a 1-tuple).
+
+    * ``sample_prior(params, key, num, num_steps) -> z``: the prior sampler with ``num_steps`` Langevin
+      steps (the same key gives the same chain, so shorter runs are prefixes of longer ones);
+    * ``decode(params, z) -> images``;
+    * ``infer(params, images, key) -> z``: inferred latents (as ``Method.infer_latents``);
+    * ``resample_layer(params, z, layer, key) -> z``: Langevin on one layer of the prior with the others
+      fixed; or ``None``;
+    * ``attack(params, x_orig, x_target, layer) -> x_adv``: latent attack on one layer's inference
+      distribution; or ``None`` (no inference network).
+    """
+
+    latent_dims: tuple[int, ...]
+    sample_prior: Callable[..., tuple]
+    decode: Callable[[Any, tuple], jax.Array]
+    infer: Callable[[Any, jax.Array, jax.Array], tuple]
+    resample_layer: Callable[..., tuple] | None = None
+    attack: Callable[..., jax.Array] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
     """What the training loop, evaluation and sampling need from a method.
 
@@ -30,6 +54,10 @@ class Method:
       for the latent probes; or ``None``.
     * ``reconstruct_and_log_joint(params, images, key) -> (images, (B,))``: both of the above from *one*
       inference (evaluation uses it when it needs both); or ``None``.
+    * ``inference_params(state) -> params``: what the functions above take as ``params``, built from a
+      :class:`TrainState` (default ``state.params``; methods with non-trainable state such as
+      spectral-norm vectors add it here).
+    * ``latent_tools``: a :class:`LatentTools` for the latent-space figures, or ``None``.
     """
 
     name: str
@@ -44,3 +72,5 @@ class Method:
         None
     )
     hparams: Any = None
+    inference_params: Callable[[TrainState], Any] = lambda state: state.params
+    latent_tools: LatentTools | None = None

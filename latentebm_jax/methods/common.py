@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+
+from latentebm_jax.langevin import langevin
 
 PyTree = Any
 
@@ -44,3 +47,46 @@ def apply_updates(
     """One optimiser step; returns ``(new_params, new_opt_state)``."""
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
+
+
+def long_run_prior_chain(
+    log_prior_fn: Callable[[PyTree], jax.Array],
+    decode_fn: Callable[[PyTree], jax.Array],
+    z0: PyTree,
+    noise_keys: jax.Array,
+    *,
+    step_size: float,
+    num_steps: int,
+    record_every: int,
+    unroll: int = 1,
+) -> dict[str, jax.Array]:
+    """A long prior Langevin chain from ``z0`` with its energy profile (LEBM Figs. 3–4, ICCV 2023 Fig. 8).
+
+    Returns ``images`` ``(S + 1, num, H, W, C)`` decoded every ``record_every`` steps (step 0 included),
+    ``steps`` ``(S + 1,)``, and ``energy`` ``(num_steps + 1,)``: the mean over chains of ``−log p̃(z_k)`` at
+    every step (Gaussian reference term included). ``noise_keys`` holds one key per chain.
+    """
+    if num_steps % record_every:
+        raise ValueError(f"num_steps={num_steps} must be a multiple of record_every={record_every}")
+
+    def segment(z, i):
+        z, tr = langevin(
+            log_prior_fn,
+            z,
+            fold_keys(noise_keys, i),
+            step_size=step_size,
+            num_steps=record_every,
+            trace=True,
+            unroll=unroll,
+        )
+        return z, (z, tr.log_prob)
+
+    z_last, (zs, log_probs) = lax.scan(segment, z0, jnp.arange(num_steps // record_every))
+    zs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), z0, zs)
+    images = jax.vmap(decode_fn)(zs)
+    energy = -jnp.concatenate([log_probs.reshape(-1), jnp.mean(log_prior_fn(z_last))[None]])
+    return {
+        "images": images,
+        "steps": jnp.arange(images.shape[0]) * record_every,
+        "energy": energy,
+    }

@@ -28,16 +28,17 @@ from jax import lax
 
 from latentebm_jax import losses, priors
 from latentebm_jax.langevin import langevin
-from latentebm_jax.methods.base import Method
+from latentebm_jax.methods.base import LatentTools, Method
 from latentebm_jax.methods.common import (
     apply_updates,
     cross_replica_mean,
     example_keys,
     fold_keys,
+    long_run_prior_chain,
     normal_per_example,
 )
 from latentebm_jax.nets import MLPEnergy, make_generator
-from latentebm_jax.training.optim import torch_adam
+from latentebm_jax.training.optim import ebm_and_model_adams
 from latentebm_jax.training.state import TrainState, new_train_state
 
 Params = dict[str, Any]
@@ -253,34 +254,18 @@ def long_run_chain(
     ``steps`` ``(S + 1,)``, and ``energy`` ``(num_steps + 1,)``: the mean of ``−log p̃_α(z_k)`` over chains
     at every step (the energy profile, Gaussian reference term included).
     """
-    if num_steps % record_every:
-        raise ValueError(f"num_steps={num_steps} must be a multiple of record_every={record_every}")
     keys = _chain_keys(key, num)
     z0 = hp.init_sigma * normal_per_example(fold_keys(keys, _PRIOR_INIT), (hp.latent_dim,))
-    noise_keys = fold_keys(keys, _PRIOR_NOISE)
-    target = functools.partial(log_prior, hp, params["ebm"])
-
-    def segment(z, i):
-        z, tr = langevin(
-            target,
-            z,
-            fold_keys(noise_keys, i),
-            step_size=hp.prior_step_size,
-            num_steps=record_every,
-            trace=True,
-            unroll=hp.prior_unroll,
-        )
-        return z, (z, tr.log_prob)
-
-    z_last, (zs, log_probs) = lax.scan(segment, z0, jnp.arange(num_steps // record_every))
-    zs = jnp.concatenate([z0[None], zs], axis=0)
-    images = jax.vmap(functools.partial(decode, hp, params["gen"]))(zs)
-    energy = -jnp.concatenate([log_probs.reshape(-1), jnp.mean(target(z_last))[None]])
-    return {
-        "images": images,
-        "steps": jnp.arange(zs.shape[0]) * record_every,
-        "energy": energy,
-    }
+    return long_run_prior_chain(
+        functools.partial(log_prior, hp, params["ebm"]),
+        functools.partial(decode, hp, params["gen"]),
+        z0,
+        fold_keys(keys, _PRIOR_NOISE),
+        step_size=hp.prior_step_size,
+        num_steps=num_steps,
+        record_every=record_every,
+        unroll=hp.prior_unroll,
+    )
 
 
 # ----------------------------------------------------------------------------- config binding
@@ -313,19 +298,8 @@ def hparams_from_config(config) -> LEBMHparams:
 
 def optimizers_from_config(config, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
     """One PyTorch-style Adam per network with the per-epoch decay of the config."""
-    t = config.train
-    common = dict(
-        b1=t.beta1,
-        b2=t.beta2,
-        lr_decay=t.lr_decay,
-        steps_per_epoch=steps_per_epoch,
-        decay_at=t.lr_decay_at,
-        grad_clip_norm=t.grad_clip_norm,
-    )
-    return {
-        "ebm": torch_adam(t.lr_ebm, weight_decay=t.weight_decay_ebm, **common),
-        "gen": torch_adam(t.lr_gen, weight_decay=t.weight_decay_gen, **common),
-    }
+    ebm, gen = ebm_and_model_adams(config.train, steps_per_epoch)
+    return {"ebm": ebm, "gen": gen}
 
 
 def make(config, steps_per_epoch: int) -> Method:
@@ -347,6 +321,15 @@ def make(config, steps_per_epoch: int) -> Method:
         z = _infer(params, x, key)
         return decode(hp, params["gen"], z), log_joint(hp, params, z, x)
 
+    def _sample_prior(params, key, num, num_steps):
+        return (sample_prior(hp, params["ebm"], _chain_keys(key, num), num_steps=num_steps),)
+
+    tools = LatentTools(
+        latent_dims=(hp.latent_dim,),
+        sample_prior=jax.jit(_sample_prior, static_argnums=(2, 3)),
+        decode=jax.jit(lambda params, z: decode(hp, params["gen"], z[0])),
+        infer=jax.jit(lambda params, x, key: (_infer(params, x, key),)),
+    )
     return Method(
         name="lebm",
         init=functools.partial(init, hp, tx),
@@ -358,4 +341,5 @@ def make(config, steps_per_epoch: int) -> Method:
         infer_latents=jax.jit(_infer),
         reconstruct_and_log_joint=jax.jit(_reconstruct_and_log_joint),
         hparams=hp,
+        latent_tools=tools,
     )

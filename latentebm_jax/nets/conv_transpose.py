@@ -282,6 +282,7 @@ class TorchConvTranspose(nn.Module):
     stride: int
     padding: int
     impl: str = "fast"
+    use_bias: bool = True  # the hierarchical generator's layers have none (ICCV 2023 code)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -291,8 +292,12 @@ class TorchConvTranspose(nn.Module):
         kernel = self.param(
             "kernel", nn.initializers.xavier_normal(), (k, k, x.shape[-1], self.features), jnp.float32
         )
-        bias = self.param(
-            "bias", torch_default_bias(conv_transpose_bias_fan_in(self.features, k)), (self.features,)
+        bias = (
+            self.param(
+                "bias", torch_default_bias(conv_transpose_bias_fan_in(self.features, k)), (self.features,)
+            )
+            if self.use_bias
+            else jnp.zeros((self.features,), kernel.dtype)
         )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)  # as Flax's own layers do
         geometry = (k, self.stride, self.padding)
@@ -304,4 +309,4 @@ class TorchConvTranspose(nn.Module):
             )
         else:
             y = conv_transpose_xla(x, kernel, self.stride, self.padding)
-        return y + bias
+        return y + bias if self.use_bias else y

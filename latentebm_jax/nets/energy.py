@@ -28,6 +28,13 @@ def flatten_latents(z: Any) -> jax.Array:
     return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=-1)
 
 
+def torch_dense(features: int, fan_in: int, name: str | None = None) -> nn.Dense:
+    """``nn.Dense`` with PyTorch's default ``nn.Linear`` initialisation (``fan_in`` = input width)."""
+    return nn.Dense(
+        features, kernel_init=torch_default_kernel(), bias_init=torch_default_bias(fan_in), name=name
+    )
+
+
 class TorchDense(nn.Module):
     """``nn.Dense`` with PyTorch's default ``nn.Linear`` initialisation."""
 
@@ -35,30 +42,41 @@ class TorchDense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Dense(
-            self.features,
-            kernel_init=torch_default_kernel(),
-            bias_init=torch_default_bias(x.shape[-1]),
-        )(x)
+        return torch_dense(self.features, x.shape[-1])(x)
 
 
 class MLPEnergy(nn.Module):
-    """``f_α(z)``: MLP on the (concatenated) latents, LEBM's energy network.
+    """``f_α(z)``: MLP on the (concatenated) latents, the energy network of LEBM and of the joint prior.
 
     ``num_hidden`` hidden layers of width ``hidden`` with ``activation``, then a scalar output. LEBM's SVHN
-    setting is ``hidden=200, num_hidden=2, activation='gelu'`` (CelebA-128: ``hidden=1000``).
+    setting is ``hidden=200, num_hidden=2, activation='gelu'`` (CelebA-128: ``hidden=1000``). The joint
+    hierarchical prior (ICCV 2023 Eq. 3) feeds ``[z_1, …, z_L]`` (bottom first) to ``hidden=100,
+    num_hidden=2, activation='lrelu'`` with ``spectral_norm=True``.
+
+    ``spectral_norm`` wraps every Dense layer (output included) in Flax's ``SpectralNorm``: the kernel is
+    divided by its largest singular value, estimated by one power iteration from a persistent vector ``u``
+    kept in the ``batch_stats`` collection (PyTorch's ``spectral_norm`` in train mode: σ is differentiated
+    through ``W`` with ``u, v`` held constant). ``update_stats=True`` stores the advanced ``u`` (call with
+    ``mutable=['batch_stats']``); with ``False`` the power iteration still runs but is not stored.
     """
 
     hidden: int = 200
     num_hidden: int = 2
     activation: str = "gelu"
+    spectral_norm: bool = False
 
     @nn.compact
-    def __call__(self, z: Any) -> jax.Array:
+    def __call__(self, z: Any, update_stats: bool = False) -> jax.Array:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; allowed: {sorted(ACTIVATIONS)}")
         act = ACTIVATIONS[self.activation]
         h = flatten_latents(z)
+
+        def dense(features: int, x: jax.Array) -> jax.Array:
+            if self.spectral_norm:
+                return nn.SpectralNorm(torch_dense(features, x.shape[-1]))(x, update_stats=update_stats)
+            return TorchDense(features)(x)  # parameter names as before spectral norm existed
+
         for _ in range(self.num_hidden):
-            h = act(TorchDense(self.hidden)(h))
-        return TorchDense(1)(h)[:, 0]
+            h = act(dense(self.hidden, h))
+        return dense(1, h)[:, 0]

@@ -101,3 +101,106 @@ def make_generator(kind: str, image_size: int, channels: int, ngf: int, conv_imp
             raise ValueError(f"generator 'small8' makes 8×8 images, but data.image_size={image_size}")
         return Generator8(channels=channels, ngf=ngf, conv_impl=conv_impl)
     raise ValueError(f"unknown generator {kind!r}; allowed: 'dcgan', 'small8'")
+
+
+# ----------------------------------------------------------------------------- hierarchical (ICCV 2023)
+
+
+def hierarchical_resolutions(image_size: int, num_layers: int) -> list[int]:
+    """Spatial size at which each latent layer enters the hierarchical generator, bottom ``z_1`` first.
+
+    The top layer's MLP output and ``z_{L−1}`` share the coarsest size ``image_size / 2^{L−1}``; every
+    block below doubles it, so ``z_i`` (``i < L``) enters at ``image_size / 2^{i}`` (1-indexed ``i``).
+    """
+    if num_layers < 2:
+        raise ValueError(f"a hierarchical generator needs at least 2 latent layers, got {num_layers}")
+    coarsest = image_size // 2 ** (num_layers - 1)
+    if coarsest < 1 or coarsest * 2 ** (num_layers - 1) != image_size:
+        raise ValueError(
+            f"image size {image_size} does not halve {num_layers - 1} times to an integer size; "
+            f"use fewer latent layers"
+        )
+    return [image_size // 2 ** (i + 1) for i in range(num_layers - 1)] + [coarsest]
+
+
+def conv3x3(features: int, name: str | None = None) -> nn.Conv:
+    """A 3×3, stride-1, padding-1 convolution without bias, Xavier-normal weights.
+
+    The authors' hierarchical nets use ``ConvTranspose2d(3, 1, 1)`` here: the same function class as a
+    3×3 convolution with padding 1 (the kernel is flipped), with the same Xavier fans.
+    """
+    return nn.Conv(
+        features,
+        (3, 3),
+        padding=((1, 1), (1, 1)),
+        use_bias=False,
+        kernel_init=nn.initializers.xavier_normal(),
+        name=name,
+    )
+
+
+class HierarchicalGenerator(nn.Module):
+    """The architectural hierarchical generator of ICCV 2023, Eq. 5:
+
+        h_L = g_L(z_L),    h_i = g_i([z_i, h_{i+1}]),  i = L−1, …, 1,    x ~ N(h_1, σ² I).
+
+    ``z`` is a tuple of layers ``(B, d_i)``, bottom ``z_1`` first. ``widths = (c_1, …, c_L, w)`` are the
+    authors' channel list ``cs[1:]`` (train_fid.py: ``128, 256, 256, 512, 1024, 2048``):
+
+    * ``g_L``: MLP ``d_L → w → w → c_L·r²`` (LeakyReLU 0.2 after each), reshaped to ``r × r × c_L`` with
+      ``r = image_size / 2^{L−1}``;
+    * ``g_i`` (``i < L``), at the size ``r_i`` of ``h_{i+1}``: ``z_i`` → Dense → ``r_i × r_i × c_{i+1}``
+      (LeakyReLU), merged with ``h_{i+1}`` by concatenation (``merge='concat'``, the paper and
+      train_fid.py) or by summation of the un-activated projection (``merge='sum'``, train_hs.py); then
+      conv 3×3 → ``c_{i+1}``, transposed conv 4/2/1 → ``2r_i × 2r_i × c_i``, conv 3×3 → ``c_i``, each
+      followed by LeakyReLU 0.2;
+    * after ``g_1``: conv 3×3 → image channels, ``tanh``.
+
+    Convolutions have no bias and Xavier-normal weights, Dense layers PyTorch's default initialisation.
+    """
+
+    image_size: int = 32
+    channels: int = 3
+    latent_dims: tuple[int, ...] = (10, 10, 10, 10, 10)
+    widths: tuple[int, ...] = (128, 256, 256, 512, 1024, 2048)
+    merge: str = "concat"
+    negative_slope: float = 0.2
+    conv_impl: str = "fast"
+
+    @nn.compact
+    def __call__(self, z: tuple[jax.Array, ...]) -> jax.Array:
+        from latentebm_jax.nets.energy import torch_dense
+
+        n = len(self.latent_dims)
+        if len(z) != n:
+            raise ValueError(f"expected {n} latent layers (bottom first), got {len(z)}")
+        for i, (layer, d) in enumerate(zip(z, self.latent_dims)):
+            if layer.ndim != 2 or layer.shape[1] != d:
+                raise ValueError(f"latent layer z_{i + 1} must have shape (B, {d}), got {layer.shape}")
+        if len(self.widths) != n + 1:
+            raise ValueError(f"widths must list c_1..c_L and the top MLP width ({n + 1} values)")
+        if self.merge not in ("concat", "sum"):
+            raise ValueError(f"unknown merge {self.merge!r}; allowed: 'concat', 'sum'")
+        act = lambda x: nn.leaky_relu(x, self.negative_slope)
+        res = hierarchical_resolutions(self.image_size, n)
+        c, hidden = self.widths[:n], self.widths[n]
+        b = z[0].shape[0]
+
+        h = z[n - 1]
+        for j in range(2):
+            h = act(torch_dense(hidden, h.shape[-1], name=f"top_{j}")(h))
+        r = res[n - 1]
+        h = act(torch_dense(c[n - 1] * r * r, hidden, name="top_out")(h)).reshape(b, r, r, c[n - 1])
+        for i in range(n - 2, -1, -1):  # g_i for z_{i+1} in 1-indexed terms
+            r, width = res[i], c[i + 1]
+            proj = torch_dense(width * r * r, self.latent_dims[i], name=f"proj_{i}")(z[i])
+            proj = proj.reshape(b, r, r, width)
+            h = jnp.concatenate([h, act(proj)], axis=-1) if self.merge == "concat" else h + proj
+            h = act(conv3x3(width, name=f"block_{i}_in")(h))
+            h = act(
+                TorchConvTranspose(c[i], 4, 2, 1, impl=self.conv_impl, use_bias=False, name=f"block_{i}_up")(
+                    h
+                )
+            )
+            h = act(conv3x3(c[i], name=f"block_{i}_out")(h))
+        return jnp.tanh(conv3x3(self.channels, name="to_image")(h))

@@ -6,7 +6,8 @@
 * ``eval.anomaly``: AUPRC with the held-out class as anomalies, score ``−log p(x, z)`` (LEBM Sec. 3.4);
 * ``eval.fd``: the domain feature distance ``fd`` with its classifier's held-out accuracy;
 * ``eval.fid``: FID and Inception Score, given a local Inception weights file (else skipped, and said so);
-* ``eval.probe``: per-layer latent probe accuracies (ICCV 2023 Table 1).
+* ``eval.probe``: per-layer latent probe accuracies (ICCV 2023 Table 1);
+* ``eval.hierarchy``: latent-space figures and latent-attack numbers (``training/representation.py``).
 
 Pictures: ``samples.png``, ``reconstructions.png`` and long-run chains ``chain_<K'>.png``.
 """
@@ -30,6 +31,7 @@ from latentebm_jax.data import (
     ImageSource,
     iterate_once,
     load_source,
+    only_classes,
     without_class,
 )
 from latentebm_jax.data.tfds_sources import default_data_dir
@@ -42,6 +44,7 @@ from latentebm_jax.metrics.probe import layer_probe_accuracies
 from latentebm_jax.metrics.reconstruction import reconstruction_errors
 from latentebm_jax.training.checkpoint import Checkpointer
 from latentebm_jax.training.metrics_writer import MetricsWriter, write_json
+from latentebm_jax.training.representation import write_representation_figures
 from latentebm_jax.training.setup import (
     EVAL_STREAM,
     SAMPLE_STREAM,
@@ -253,6 +256,8 @@ def _probes(setup: RunSetup, params, key) -> dict:
     if setup.method.infer_latents is None:
         return {"probe_skipped": f"method {cfg.method} infers no latents"}
     full_train = load_source(cfg.data, cfg.data.train_split)
+    if cfg.data.classes:
+        full_train = only_classes(full_train, tuple(cfg.data.classes))
     if np.any(full_train.labels() < 0):
         _say(f"latent probes skipped: dataset {cfg.data.name!r} has no labels")
         return {"probe_skipped": "no labels"}
@@ -283,7 +288,7 @@ def evaluate(
         state = restore_latest(Checkpointer(workdir, config.train.keep_checkpoints), setup.initial_state())
         if int(state.step) == 0:
             log.warning("no checkpoint in %s: evaluating the untrained initial model", workdir)
-    params = jax.device_put(state.params)
+    params = jax.device_put(setup.method.inference_params(state))
     step = int(state.step)
     key = jax.random.fold_in(stream_key(config.seed, EVAL_STREAM), step)
     ecfg = config.eval
@@ -296,6 +301,8 @@ def evaluate(
         summary.update(_inception_metrics(setup, params, jax.random.fold_in(key, 2)))
     if ecfg.probe:
         summary.update(_probes(setup, params, jax.random.fold_in(key, 3)))
+    if ecfg.hierarchy and is_main_process():
+        summary.update(write_representation_figures(setup, params, workdir, jax.random.fold_in(key, 4)))
     if is_main_process():
         viz.save_reconstructions(*shown, os.path.join(workdir, "reconstructions.png"))
         write_samples_and_chains(setup, params, workdir, step, EVAL_STREAM)
@@ -347,7 +354,7 @@ def sample(config, workdir: str, *, splits: DataSplits | None = None) -> list[st
     if ckpt.latest_step() is None:
         raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first (--mode=train)")
     state = restore_latest(ckpt, setup.initial_state())
-    params = jax.device_put(state.params)
+    params = jax.device_put(setup.method.inference_params(state))
     return write_samples_and_chains(
         setup, params, workdir, int(state.step), SAMPLE_STREAM, subdir="samples_final"
     )

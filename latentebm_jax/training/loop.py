@@ -161,7 +161,8 @@ def train(
             if tcfg.eval_every and done % tcfg.eval_every == 0 and not is_last:
                 flush()
                 if main:
-                    _eval_pictures(setup, parallel.unreplicate(pstate.params), workdir, writer, done)
+                    params = setup.method.inference_params(parallel.unreplicate(pstate))
+                    _eval_pictures(setup, params, workdir, writer, done)
     train_time = time.time() - t_loop
     flush()
     final = parallel.unreplicate(pstate)

@@ -60,3 +60,22 @@ def torch_adam(
     schedule = per_epoch_exponential_decay(lr, lr_decay, steps_per_epoch, decay_at)
     parts.append(optax.scale_by_learning_rate(schedule))
     return optax.chain(*parts)
+
+
+def ebm_and_model_adams(train_config, steps_per_epoch: int) -> tuple[optax.GradientTransformation, ...]:
+    """The two optimisers every latent-EBM method here uses, from a config's ``train`` group: the EBM's
+    (``lr_ebm``, ``weight_decay_ebm``) and the generator's (``lr_gen``, ``weight_decay_gen``; in the joint
+    model one Adam over generator and inference network), sharing betas, decay schedule and clipping."""
+    t = train_config
+    common = dict(
+        b1=t.beta1,
+        b2=t.beta2,
+        lr_decay=t.lr_decay,
+        steps_per_epoch=steps_per_epoch,
+        decay_at=t.lr_decay_at,
+        grad_clip_norm=t.grad_clip_norm,
+    )
+    return (
+        torch_adam(t.lr_ebm, weight_decay=t.weight_decay_ebm, **common),
+        torch_adam(t.lr_gen, weight_decay=t.weight_decay_gen, **common),
+    )

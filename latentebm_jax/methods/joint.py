@@ -1,0 +1,558 @@
+"""Joint latent-space EBM prior for hierarchical generators (Cui, Wu & Han, ICCV 2023), for images.
+
+Model:
+
+* prior (Eq. 3): ``p_α(z) ∝ exp(f_α([z_1, …, z_L])) N(z; 0, σ_p² I)``, one MLP energy on the concatenated
+  layers (spectral norm on every layer, LeakyReLU 0.2; the authors' SVHN setting: 2 hidden layers × 100);
+* generation (Eqs. 4–5): the architectural hierarchical generator ``h_L = g_L(z_L)``,
+  ``h_i = g_i([z_i, h_{i+1}])``, ``x ~ N(h_1, σ² I)`` (:class:`~latentebm_jax.nets.HierarchicalGenerator`);
+* inference (Eqs. 7–8): the ladder network, one diagonal Gaussian ``q_φ(z_i|x)`` per layer
+  (:class:`~latentebm_jax.nets.LadderEncoder`).
+
+Learning (Algorithm 1), one iteration on a mini-batch ``x``:
+
+1. inference sampling ``z⁺ = μ_φ(x) + σ_φ(x) ε`` (reparameterised, all layers);
+2. generator and inference network together, by the negative ELBO with the EBM prior (Eqs. 11–12)
+
+       ‖x − g_β(z⁺)‖²/(2σ²) + Σ_i KL(q_φ(z_i|x) ‖ N(0, σ_p² I)) − f_α(z⁺)      (batch means)
+
+   where ``f_α`` is differentiated with respect to ``z⁺`` (the inference network feels the prior) but α
+   is not updated. ``1/(2σ²)`` is the authors' reconstruction weight ``Gfactor`` (10 on SVHN: σ ≈ 0.224).
+   The per-layer KL is the closed form by default (``kl_estimator='analytic'``); the authors' code uses the
+   one-sample estimate ``log q(z⁺|x) − log N(z⁺; 0, I)`` (``kl_estimator='sample'``, same expectation);
+3. prior sampling ``z⁻``: ``K`` steps of joint Langevin (Eqs. 13–14, drift ``s²/2``, noise ``s``) from
+   ``N(0, σ_init² I)``;
+4. the EBM along Eq. 10, ``E_q[∇_α f_α(z⁺)] − E_{p̃}[∇_α f_α(z⁻)]``, with the same (detached) ``z⁺``.
+
+All gradients are taken at the parameters from before the step (as in the authors' code, where the EBM is
+unchanged by step 2). ``ebm_hidden = 0`` (``nef = 0`` of Table 5) removes the EBM: the Gaussian-prior
+hierarchical model, sampled exactly. The spectral-norm power iteration advances once per train step (the
+authors' EBM, never put in eval mode, also advances it on every Langevin step; the estimate converges to
+the same σ either way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from latentebm_jax import losses, priors
+from latentebm_jax.langevin import batch_size_of, langevin, langevin_on_layer
+from latentebm_jax.methods.base import LatentTools, Method
+from latentebm_jax.methods.common import (
+    apply_updates,
+    cross_replica_mean,
+    example_keys,
+    fold_keys,
+    long_run_prior_chain,
+    normal_per_example,
+)
+from latentebm_jax.nets import HierarchicalGenerator, LadderEncoder, MLPEnergy
+from latentebm_jax.training.optim import ebm_and_model_adams
+from latentebm_jax.training.state import TrainState, new_train_state
+
+Params = dict[str, Any]
+Latents = tuple[jax.Array, ...]
+GaussianStats = tuple[tuple[jax.Array, jax.Array], ...]
+
+# Named sub-streams of an example's key.
+_PRIOR_INIT, _PRIOR_NOISE, _POST_NOISE, _LAYER_INIT, _LAYER_NOISE = 0, 1, 2, 3, 4
+
+KL_ESTIMATORS = ("analytic", "sample")
+
+
+@dataclasses.dataclass(frozen=True)
+class JointHparams:
+    """Model and sampler settings (static). Defaults: the authors' SVHN train_fid.py."""
+
+    image_shape: tuple[int, int, int] = (32, 32, 3)
+    latent_dims: tuple[int, ...] = (10, 10, 10, 10, 10)  # bottom z_1 first
+    widths: tuple[int, ...] = (128, 256, 256, 512, 1024, 2048)  # the authors' cs[1:]
+    merge: str = "concat"
+    ebm_hidden: int = 100  # nef; 0 = Gaussian prior (no EBM)
+    ebm_layers: int = 2
+    ebm_activation: str = "lrelu"
+    ebm_spectral_norm: bool = True
+    sigma: float = math.sqrt(1.0 / 20.0)  # likelihood std; reconstruction weight Gfactor = 1/(2σ²) = 10
+    sigma_p: float = 1.0
+    init_sigma: float = 1.0
+    prior_steps: int = 100
+    prior_step_size: float = 0.3
+    prior_unroll: int = 1
+    kl_estimator: str = "analytic"
+    conv_impl: str = "fast"
+
+    @property
+    def has_ebm(self) -> bool:
+        return self.ebm_hidden > 0
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.latent_dims)
+
+    def energy_net(self) -> MLPEnergy:
+        return MLPEnergy(
+            hidden=self.ebm_hidden,
+            num_hidden=self.ebm_layers,
+            activation=self.ebm_activation,
+            spectral_norm=self.ebm_spectral_norm,
+        )
+
+    def generator_net(self) -> HierarchicalGenerator:
+        h, _, c = self.image_shape
+        return HierarchicalGenerator(
+            image_size=h,
+            channels=c,
+            latent_dims=self.latent_dims,
+            widths=self.widths,
+            merge=self.merge,
+            conv_impl=self.conv_impl,
+        )
+
+    def encoder_net(self) -> LadderEncoder:
+        return LadderEncoder(latent_dims=self.latent_dims, widths=self.widths)
+
+
+# ----------------------------------------------------------------------------- densities
+
+
+def _ebm_variables(ebm_params: Params, ebm_stats: Params) -> dict[str, Any]:
+    return {"params": ebm_params, **({"batch_stats": ebm_stats} if ebm_stats else {})}
+
+
+def neg_energy(hp: JointHparams, ebm_params: Params, ebm_stats: Params, z: Latents) -> jax.Array:
+    """``f_α([z_1, …, z_L])``, shape ``(B,)`` (zero without an EBM)."""
+    if not hp.has_ebm:
+        return jnp.zeros((batch_size_of(z),), jnp.float32)
+    return hp.energy_net().apply(_ebm_variables(ebm_params, ebm_stats), z)
+
+
+def log_prior(hp: JointHparams, ebm_params: Params, ebm_stats: Params, z: Latents) -> jax.Array:
+    """``log p_α(z)`` up to ``−log Z(α)`` (Eq. 3), per example."""
+    return priors.ebm_log_prior(functools.partial(neg_energy, hp, ebm_params, ebm_stats), z, hp.sigma_p)
+
+
+def decode(hp: JointHparams, gen_params: Params, z: Latents) -> jax.Array:
+    """``g_β(z)`` (Eq. 5): images ``(B, H, W, C)`` in ``[−1, 1]``."""
+    return hp.generator_net().apply({"params": gen_params}, tuple(z))
+
+
+def encode(hp: JointHparams, enc_params: Params, x: jax.Array) -> GaussianStats:
+    """``q_φ(z|x)`` (Eq. 8): ``((μ_1, log σ²_1), …, (μ_L, log σ²_L))``."""
+    chex.assert_shape(x, (None, *hp.image_shape))
+    return hp.encoder_net().apply({"params": enc_params}, x)
+
+
+def reparameterize(stats: GaussianStats, noise: Latents) -> Latents:
+    """``z_i = μ_i + exp(ℓ_i / 2) ε_i`` for every layer."""
+    return tuple(m + jnp.exp(0.5 * lv) * e for (m, lv), e in zip(stats, noise))
+
+
+def means(stats: GaussianStats) -> Latents:
+    return tuple(m for m, _ in stats)
+
+
+def log_joint(hp: JointHparams, params: Params, z: Latents, x: jax.Array) -> jax.Array:
+    """``log p_θ(x, z) = log p_α(z) + log N(x; g_β(z), σ² I)`` up to ``−log Z(α)`` (the anomaly score of
+    Sec. 5.4 at inferred ``z``). ``params`` are inference params (with ``ebm_stats``)."""
+    prior = log_prior(hp, params["ebm"], params["ebm_stats"], z)
+    return prior + priors.gaussian_log_likelihood(x, decode(hp, params["gen"], z), hp.sigma)
+
+
+def kl_per_layer(hp: JointHparams, stats: GaussianStats, z: Latents) -> tuple[jax.Array, ...]:
+    """Per-layer ``KL(q_φ(z_i|x) ‖ N(0, I))`` per example by ``hp.kl_estimator`` (closed form, or the
+    one-sample estimate at ``z``); ``σ_p ≠ 1`` shifts it by the reference prior's scale."""
+    out = []
+    for (m, lv), zi in zip(stats, z):
+        if hp.kl_estimator == "analytic":
+            if hp.sigma_p == 1.0:
+                out.append(losses.gaussian_kl_to_standard(m, lv))
+            else:
+                log_var_p = jnp.full_like(m, 2.0 * math.log(hp.sigma_p))
+                out.append(losses.gaussian_kl(m, lv, jnp.zeros_like(m), log_var_p))
+        elif hp.kl_estimator == "sample":
+            out.append(losses.diag_gaussian_log_prob(zi, m, lv) - priors.gaussian_log_prob(zi, hp.sigma_p))
+        else:
+            raise ValueError(f"unknown kl_estimator {hp.kl_estimator!r}; allowed: {KL_ESTIMATORS}")
+    return tuple(out)
+
+
+def _normal_layers(hp: JointHparams, keys: jax.Array, stream: int) -> Latents:
+    """One ``(B, d_i)`` standard normal per layer; row ``b`` from ``keys[b]`` alone."""
+    base = fold_keys(keys, stream)
+    return tuple(normal_per_example(fold_keys(base, i), (d,)) for i, d in enumerate(hp.latent_dims))
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def sample_prior(
+    hp: JointHparams,
+    ebm_params: Params,
+    ebm_stats: Params,
+    keys: jax.Array,
+    *,
+    num_steps: int | None = None,
+) -> Latents:
+    """``z⁻ ~ p̃_α(z)``: joint prior Langevin (Eqs. 13–14, ``s``, ``K``) over all layers from
+    ``N(0, σ_init² I)``; one chain per key. Without an EBM: exact samples of ``N(0, σ_p² I)``."""
+    eps = _normal_layers(hp, keys, _PRIOR_INIT)
+    if not hp.has_ebm:
+        return tuple(hp.sigma_p * e for e in eps)
+    return langevin(
+        functools.partial(log_prior, hp, ebm_params, ebm_stats),
+        tuple(hp.init_sigma * e for e in eps),
+        fold_keys(keys, _PRIOR_NOISE),
+        step_size=hp.prior_step_size,
+        num_steps=hp.prior_steps if num_steps is None else num_steps,
+        unroll=hp.prior_unroll,
+    )
+
+
+def resample_layer(
+    hp: JointHparams,
+    ebm_params: Params,
+    ebm_stats: Params,
+    z: Latents,
+    layer: int,
+    keys: jax.Array,
+    *,
+    num_steps: int | None = None,
+) -> Latents:
+    """Hierarchical sampling (Sec. 5.1, Figs. 4–5): ``z_layer`` drawn anew by Langevin on the joint prior
+    with every other layer held fixed (bit-identical in the output). Without an EBM the layers are
+    independent and ``z_layer ~ N(0, σ_p² I)`` exactly."""
+    eps = normal_per_example(fold_keys(fold_keys(keys, _LAYER_INIT), layer), (hp.latent_dims[layer],))
+    if not hp.has_ebm:
+        z = tuple(z)
+        return (*z[:layer], hp.sigma_p * eps, *z[layer + 1 :])
+    return langevin_on_layer(
+        functools.partial(log_prior, hp, ebm_params, ebm_stats),
+        z,
+        layer,
+        hp.init_sigma * eps,
+        fold_keys(keys, _LAYER_NOISE),
+        step_size=hp.prior_step_size,
+        num_steps=hp.prior_steps if num_steps is None else num_steps,
+        unroll=hp.prior_unroll,
+    )
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def init(hp: JointHparams, tx: dict[str, optax.GradientTransformation], key: jax.Array) -> TrainState:
+    """Fresh parameters (EBM, generator, inference network), optimiser states, spectral-norm state."""
+    k_ebm, k_gen, k_enc, k_run = jax.random.split(key, 4)
+    z = tuple(jnp.zeros((1, d), jnp.float32) for d in hp.latent_dims)
+    x = jnp.zeros((1, *hp.image_shape), jnp.float32)
+    ebm_vars = hp.energy_net().init(k_ebm, z) if hp.has_ebm else {}
+    params = {
+        "ebm": dict(ebm_vars.get("params", {})),
+        "gen": hp.generator_net().init(k_gen, z)["params"],
+        "enc": hp.encoder_net().init(k_enc, x)["params"],
+    }
+    opt_state = {
+        "ebm": tx["ebm"].init(params["ebm"]),
+        "gen_enc": tx["gen_enc"].init({"gen": params["gen"], "enc": params["enc"]}),
+    }
+    model_state = {"ebm": dict(ebm_vars.get("batch_stats", {}))}
+    return new_train_state(params, opt_state, k_run, model_state)
+
+
+def inference_params(state: TrainState) -> Params:
+    """The parameters the sampling and evaluation functions take: networks plus spectral-norm state."""
+    return {**state.params, "ebm_stats": state.model_state.get("ebm", {})}
+
+
+def negative_elbo_terms(
+    hp: JointHparams,
+    model_params: Params,
+    ebm_params: Params,
+    ebm_stats: Params,
+    x: jax.Array,
+    noise: Latents,
+) -> dict[str, Any]:
+    """The generator + inference loss of Eqs. 11–12 and its parts, at ``z = μ_φ(x) + σ_φ(x)·noise``.
+
+    ``loss = recon + Σ_i mean KL_i − mean f_α(z)`` with ``recon = mean ‖x − g_β(z)‖²/(2σ²)`` and
+    ``KL_i`` by ``hp.kl_estimator``; i.e. the negative ELBO with the EBM prior up to ``log Z(α)`` and the
+    Gaussian constant. ``model_params = {"gen": …, "enc": …}``. Also returns ``z``, ``x_hat``, ``f`` (per
+    example), ``kl`` (the estimator's batch means) and ``kl_closed_form`` (batch means, for logging).
+    """
+    stats = encode(hp, model_params["enc"], x)
+    z = reparameterize(stats, noise)
+    x_hat = decode(hp, model_params["gen"], z)
+    recon = losses.gaussian_reconstruction_loss(x, x_hat, hp.sigma)
+    kls = tuple(jnp.mean(k) for k in kl_per_layer(hp, stats, z))
+    f = neg_energy(hp, ebm_params, ebm_stats, z)
+    return {
+        "loss": recon + sum(kls) - jnp.mean(f),
+        "recon": recon,
+        "kl": kls,
+        "kl_closed_form": tuple(jnp.mean(losses.gaussian_kl_to_standard(m, lv)) for m, lv in stats),
+        "f": f,
+        "z": z,
+        "x_hat": x_hat,
+    }
+
+
+def train_step(
+    hp: JointHparams,
+    tx: dict[str, optax.GradientTransformation],
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    axis_name: str | None = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One iteration of Algorithm 1 on this device's share of the batch (see the module docstring)."""
+    x = batch["image"]
+    chex.assert_shape(x, (None, *hp.image_shape))
+    b = x.shape[0]
+    keys = example_keys(state.step_key(), b, axis_name)
+    params = state.params
+    ebm_stats = state.model_state.get("ebm", {})
+    noise = _normal_layers(hp, keys, _POST_NOISE)
+
+    def gen_enc_loss(p):
+        terms = negative_elbo_terms(hp, p, params["ebm"], ebm_stats, x, noise)
+        return terms["loss"], terms
+
+    (loss_ge, terms), g_model = jax.value_and_grad(gen_enc_loss, has_aux=True)(
+        {"gen": params["gen"], "enc": params["enc"]}
+    )
+    z_pos, x_hat, recon, f_pos = lax.stop_gradient(terms["z"]), terms["x_hat"], terms["recon"], terms["f"]
+    kls = terms["kl_closed_form"]
+    metrics: dict[str, jax.Array] = {"loss_ge": loss_ge}
+
+    new_ebm, new_ebm_opt, new_stats = params["ebm"], state.opt_state["ebm"], ebm_stats
+    g_ebm = None
+    if hp.has_ebm:
+        z_neg = lax.stop_gradient(sample_prior(hp, params["ebm"], ebm_stats, keys))
+
+        def ebm_loss(pe):
+            both = tuple(jnp.concatenate([p, n]) for p, n in zip(z_pos, z_neg))
+            f, updated = hp.energy_net().apply(
+                _ebm_variables(pe, ebm_stats), both, update_stats=True, mutable=["batch_stats"]
+            )
+            loss = losses.contrastive_ebm_loss(f[:b], f[b:])
+            return loss, (f[b:], updated.get("batch_stats", ebm_stats))
+
+        (loss_e, (f_neg, new_stats)), g_ebm = jax.value_and_grad(ebm_loss, has_aux=True)(params["ebm"])
+        metrics.update(
+            {
+                "loss_e": loss_e,
+                "f_neg": jnp.mean(f_neg),
+                "z_neg_norm": jnp.mean(jnp.linalg.norm(jnp.concatenate(z_neg, -1), axis=-1)),
+            }
+        )
+    grads = cross_replica_mean({"gen_enc": g_model, "ebm": g_ebm}, axis_name)
+    new_model, new_model_opt = apply_updates(
+        tx["gen_enc"],
+        grads["gen_enc"],
+        state.opt_state["gen_enc"],
+        {"gen": params["gen"], "enc": params["enc"]},
+    )
+    if hp.has_ebm:
+        new_ebm, new_ebm_opt = apply_updates(tx["ebm"], grads["ebm"], new_ebm_opt, params["ebm"])
+        metrics["grad_norm_e"] = optax.tree.norm(grads["ebm"])
+
+    d = math.prod(hp.image_shape)
+    nll = recon + 0.5 * d * math.log(2.0 * math.pi * hp.sigma**2)
+    metrics.update(
+        {
+            # ELBO per example in nats, up to log Z(α) (exact for the Gaussian prior, ebm_hidden = 0)
+            "elbo": -(nll + sum(kls)) + jnp.mean(f_pos),
+            "mse_pos": jnp.mean(jnp.square(x - x_hat)),
+            "f_pos": jnp.mean(f_pos),
+            **{f"kl_{i + 1}": k for i, k in enumerate(kls)},
+            "grad_norm_ge": optax.tree.norm(grads["gen_enc"]),
+        }
+    )
+    metrics = cross_replica_mean(metrics, axis_name)
+    new_state = state.replace(
+        step=state.step + 1,
+        params={"ebm": new_ebm, **new_model},
+        opt_state={"ebm": new_ebm_opt, "gen_enc": new_model_opt},
+        model_state={"ebm": new_stats},
+    )
+    return new_state, metrics
+
+
+# ----------------------------------------------------------------------------- using a trained model
+
+
+def _chain_keys(key: jax.Array, num: int) -> jax.Array:
+    return jax.random.split(key, num)
+
+
+def generate(hp: JointHparams, params: Params, key: jax.Array, num: int, num_steps: int | None = None):
+    """``num`` images ``g_β(z⁻)`` with ``z⁻`` from the joint prior sampler."""
+    z = sample_prior(hp, params["ebm"], params["ebm_stats"], _chain_keys(key, num), num_steps=num_steps)
+    return decode(hp, params["gen"], z)
+
+
+def reconstruct(hp: JointHparams, params: Params, x: jax.Array) -> jax.Array:
+    """``g_β(μ_φ(x))``: the decoded means of the inference distribution."""
+    return decode(hp, params["gen"], means(encode(hp, params["enc"], x)))
+
+
+def log_joint_at_inferred(hp: JointHparams, params: Params, x: jax.Array, key: jax.Array) -> jax.Array:
+    """``log p_θ(x, z)`` at ``z ~ q_φ(z|x)`` (Sec. 5.4, anomaly detection; low values flag anomalies)."""
+    stats = encode(hp, params["enc"], x)
+    z = reparameterize(stats, _normal_layers(hp, _chain_keys(key, x.shape[0]), _POST_NOISE))
+    return log_joint(hp, params, z, x)
+
+
+def long_run_chain(
+    hp: JointHparams, params: Params, key: jax.Array, num: int, num_steps: int, record_every: int
+) -> dict[str, jax.Array]:
+    """A long joint prior chain from ``N(0, σ_init² I)`` with its energy profile (Sec. 5.3, Fig. 8)."""
+    keys = _chain_keys(key, num)
+    z0 = tuple(hp.init_sigma * e for e in _normal_layers(hp, keys, _PRIOR_INIT))
+    return long_run_prior_chain(
+        functools.partial(log_prior, hp, params["ebm"], params["ebm_stats"]),
+        functools.partial(decode, hp, params["gen"]),
+        z0,
+        fold_keys(keys, _PRIOR_NOISE),
+        step_size=hp.prior_step_size,
+        num_steps=num_steps,
+        record_every=record_every,
+        unroll=hp.prior_unroll,
+    )
+
+
+def latent_attack(
+    hp: JointHparams,
+    params: Params,
+    x_orig: jax.Array,
+    x_target: jax.Array,
+    layer: int,
+    *,
+    num_steps: int = 200,
+    learning_rate: float = 0.01,
+    l2_weight: float = 1.0,
+) -> jax.Array:
+    """The latent attack (Gondim-Ribeiro et al. 2018, Eq. 5) on one layer (ICCV 2023 Sec. 5.4, Fig. 9).
+
+    Finds ``x̃ = clip(x_o + δ, −1, 1)`` minimising ``KL(q_φ(z_layer|x̃) ‖ q_φ(z_layer|x_t)) + λ‖δ‖²`` per
+    example by ``num_steps`` Adam steps on ``δ`` (from 0). Returns ``x̃``.
+    """
+    chex.assert_equal_shape([x_orig, x_target])
+    target = encode(hp, params["enc"], x_target)[layer]
+    target = (lax.stop_gradient(target[0]), lax.stop_gradient(target[1]))
+
+    def objective(delta):
+        x_adv = jnp.clip(x_orig + delta, -1.0, 1.0)
+        m, lv = encode(hp, params["enc"], x_adv)[layer]
+        kl = losses.gaussian_kl(m, lv, *target)
+        return jnp.sum(kl + l2_weight * jnp.sum(jnp.square(delta).reshape(delta.shape[0], -1), axis=1))
+
+    opt = optax.adam(learning_rate)
+    delta = jnp.zeros_like(x_orig)
+
+    def step(carry, _):
+        delta, opt_state = carry
+        grads = jax.grad(objective)(delta)
+        updates, opt_state = opt.update(grads, opt_state, delta)
+        return (optax.apply_updates(delta, updates), opt_state), None
+
+    (delta, _), _ = lax.scan(step, (delta, opt.init(delta)), None, length=num_steps)
+    return jnp.clip(x_orig + delta, -1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- config binding
+
+
+def hparams_from_config(config) -> JointHparams:
+    """Read the joint-prior settings of a validated config."""
+    d, m, s = config.data, config.model, config.sampler
+    return JointHparams(
+        image_shape=(d.image_size, d.image_size, d.channels),
+        latent_dims=tuple(int(v) for v in m.latent_dims),
+        widths=tuple(int(v) for v in m.hier_widths),
+        merge=m.hier_merge,
+        ebm_hidden=m.ebm_hidden,
+        ebm_layers=m.ebm_layers,
+        ebm_activation=m.ebm_activation,
+        ebm_spectral_norm=m.ebm_spectral_norm,
+        sigma=m.likelihood_sigma,
+        sigma_p=m.prior_sigma,
+        init_sigma=s.init_sigma,
+        prior_steps=s.prior_steps,
+        prior_step_size=s.prior_step_size,
+        prior_unroll=s.prior_unroll,
+        kl_estimator=m.kl_estimator,
+        conv_impl=m.conv_impl,
+    )
+
+
+def optimizers_from_config(config, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
+    """The EBM's Adam and one Adam over generator and inference network (the authors' ``lrG`` group)."""
+    ebm, model = ebm_and_model_adams(config.train, steps_per_epoch)
+    return {"ebm": ebm, "gen_enc": model}
+
+
+def make(config, steps_per_epoch: int) -> Method:
+    """Bind a config: the :class:`Method` the runner uses (sampling functions jitted)."""
+    hp = hparams_from_config(config)
+    tx = optimizers_from_config(config, steps_per_epoch)
+    e = config.eval
+
+    def _infer(params, x, key):
+        del key  # the means of q_φ(z|x)
+        return means(encode(hp, params["enc"], x))
+
+    def _reconstruct_and_log_joint(params, x, key):
+        return reconstruct(hp, params, x), log_joint_at_inferred(hp, params, x, key)
+
+    def _sample_prior(params, key, num, num_steps):
+        return sample_prior(
+            hp, params["ebm"], params["ebm_stats"], _chain_keys(key, num), num_steps=num_steps
+        )
+
+    def _resample_layer(params, z, layer, key):
+        keys = _chain_keys(key, batch_size_of(z))
+        return resample_layer(hp, params["ebm"], params["ebm_stats"], z, layer, keys)
+
+    def _attack(params, x_orig, x_target, layer):
+        return latent_attack(
+            hp,
+            params,
+            x_orig,
+            x_target,
+            layer,
+            num_steps=e.attack_steps,
+            learning_rate=e.attack_lr,
+            l2_weight=e.attack_l2,
+        )
+
+    tools = LatentTools(
+        latent_dims=hp.latent_dims,
+        sample_prior=jax.jit(_sample_prior, static_argnums=(2, 3)),
+        decode=jax.jit(lambda params, z: decode(hp, params["gen"], z)),
+        infer=jax.jit(_infer),
+        resample_layer=jax.jit(_resample_layer, static_argnums=2),
+        attack=jax.jit(_attack, static_argnums=3),
+    )
+    return Method(
+        name="joint",
+        init=functools.partial(init, hp, tx),
+        train_step=functools.partial(train_step, hp, tx),
+        generate=jax.jit(functools.partial(generate, hp), static_argnums=2),
+        reconstruct=jax.jit(lambda params, x, key: reconstruct(hp, params, x)),
+        log_joint=jax.jit(functools.partial(log_joint_at_inferred, hp)),
+        long_run_chain=jax.jit(functools.partial(long_run_chain, hp), static_argnums=(2, 3, 4)),
+        infer_latents=tools.infer,
+        reconstruct_and_log_joint=jax.jit(_reconstruct_and_log_joint),
+        hparams=hp,
+        inference_params=inference_params,
+        latent_tools=tools,
+    )
