@@ -44,6 +44,23 @@ SCRIPT = textwrap.dedent(
     for leaf in jax.tree.leaves(pstate.params):
         leaf = np.asarray(leaf)
         assert np.all(leaf == leaf[:1])
+
+    # the joint hierarchical prior (ICCV 2023): spectral-norm state stays identical across devices too
+    from latentebm_jax.methods import joint
+    jhp = joint.JointHparams(image_shape=(8, 8, 1), latent_dims=(2, 2, 3), widths=(4, 4, 8, 8),
+                             ebm_hidden=8, prior_steps=3)
+    jtx = {"ebm": torch_adam(1e-3, b1=0.0, b2=0.9), "gen_enc": torch_adam(1e-3, b1=0.0, b2=0.9)}
+    jstep = functools.partial(joint.train_step, jhp, jtx)
+    jsingle = joint.init(jhp, jtx, jax.random.key(1))
+    jp = parallel.replicate(jsingle)
+    one, many = parallel.jit_train_step(jstep), parallel.pmap_train_step(jstep)
+    for batch in batches[:2]:
+        jsingle, _ = one(jsingle, {"image": jnp.asarray(batch["image"])})
+        jp, _ = many(jp, parallel.shard_batch({"image": batch["image"]}))
+    jmulti = parallel.unreplicate(jp)
+    for a, b in zip(jax.tree.leaves((jsingle.params, jsingle.model_state)),
+                    jax.tree.leaves((jmulti.params, jmulti.model_state))):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=2e-5, atol=2e-6)
     print("max abs difference", worst)
     """
 )
