@@ -38,6 +38,9 @@ def side_by_side(paths: list[str], titles: list[str], out: str) -> str:
 
 def main(argv: list[str]) -> int:
     del argv
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     from configs import digits_toy
     from configs.default import validate
     from latentebm_jax.training import loop
