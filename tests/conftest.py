@@ -36,10 +36,15 @@ def tiny_digits_config(**overrides):
     c.eval.fd_classifier_epochs = 3
     c.eval.probe_max_examples = 200
     c.eval.probe_epochs = 5
+    return apply_overrides(c, overrides)
+
+
+def apply_overrides(config, overrides: dict):
+    """Set ``{"group.key": value}`` entries on a config (as ``--config.group.key=value`` would)."""
     for path, value in overrides.items():
         group, key = path.split(".")
-        c[group][key] = value
-    return c
+        config[group][key] = value
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import apply_overrides
 
 from configs import default
 from latentebm_jax.training.validation import ConfigError
@@ -131,8 +132,6 @@ def test_joint_cross_field_checks(method, overrides, pattern):
     from configs import digits
 
     c = digits.get_config(method)
-    for path, value in overrides.items():
-        group, key = path.split(".")
-        c[group][key] = value
+    apply_overrides(c, overrides)
     with pytest.raises(ConfigError, match=pattern):
         default.validate(c)

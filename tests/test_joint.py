@@ -1,6 +1,7 @@
 """Joint hierarchical EBM prior (ICCV 2023): network wiring, ELBO terms, KL gradients, hierarchical sampling,
 one train step against a reference computation of Algorithm 1, and a short digits run that learns."""
 
+import dataclasses
 import functools
 import json
 import math
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import apply_overrides
 
 from configs import celeba64, cifar10, digits, fashion_mnist, mnist, svhn
 from configs.default import validate
@@ -107,7 +109,7 @@ def test_elbo_terms_against_a_hand_computation():
     x = _x()
     noise = tuple(jax.random.normal(jax.random.key(10 + i), (6, d)) for i, d in enumerate(TINY.latent_dims))
     for estimator in ("analytic", "sample"):
-        hp = dataclass_replace(TINY, kl_estimator=estimator)
+        hp = dataclasses.replace(TINY, kl_estimator=estimator)
         terms = joint.negative_elbo_terms(hp, p, p["ebm"], stats_ebm, x, noise)
         # by hand, in float64 numpy, from the networks' raw outputs
         enc_out = hp.encoder_net().apply({"params": p["enc"]}, x)
@@ -135,12 +137,6 @@ def test_elbo_terms_against_a_hand_computation():
         np.testing.assert_allclose(terms["loss"], recon + sum(kl) - f.mean(), rtol=1e-4)
 
 
-def dataclass_replace(hp, **kw):
-    import dataclasses
-
-    return dataclasses.replace(hp, **kw)
-
-
 def test_kl_gradient_with_respect_to_the_inference_network():
     """∇_φ KL(q_φ ‖ p_α) = ∇_φ [Σ_i closed-form KL(q_φ(z_i|x) ‖ N(0, I)) − E_q f_α(z)] (log Z(α) does not
     depend on φ): the library's gradient equals autodiff of that written out here, and the authors'
@@ -159,7 +155,7 @@ def test_kl_gradient_with_respect_to_the_inference_network():
         return kl - jnp.mean(f(z))
 
     def library(enc, estimator):
-        hp = dataclass_replace(TINY, kl_estimator=estimator)
+        hp = dataclasses.replace(TINY, kl_estimator=estimator)
         t = joint.negative_elbo_terms(hp, {"gen": p["gen"], "enc": enc}, p["ebm"], stats_ebm, x, noise)
         return sum(t["kl"]) - jnp.mean(t["f"])
 
@@ -180,7 +176,7 @@ def test_kl_gradient_with_respect_to_the_inference_network():
 
 @pytest.mark.parametrize("nef", [8, 0])
 def test_hierarchical_sampling_leaves_the_other_layers_bit_identical(nef):
-    hp = dataclass_replace(TINY, ebm_hidden=nef)
+    hp = dataclasses.replace(TINY, ebm_hidden=nef)
     state, _ = _state(hp)
     p, st = state.params, state.model_state["ebm"]
     z = joint.sample_prior(hp, p["ebm"], st, jax.random.split(jax.random.key(3), 5))
@@ -193,7 +189,7 @@ def test_hierarchical_sampling_leaves_the_other_layers_bit_identical(nef):
 
 
 def test_gaussian_prior_baseline_samples_the_standard_normal_exactly():
-    hp = dataclass_replace(TINY, ebm_hidden=0, latent_dims=(3, 3, 3))
+    hp = dataclasses.replace(TINY, ebm_hidden=0, latent_dims=(3, 3, 3))
     state, _ = _state(hp)
     assert state.params["ebm"] == {}
     z = joint.sample_prior(hp, {}, {}, jax.random.split(jax.random.key(5), 20000))
@@ -289,10 +285,7 @@ def tiny_joint_config(**overrides):
     c.eval.traversal_units = 2
     c.eval.attack_examples = 2
     c.eval.attack_steps = 10
-    for path, value in overrides.items():
-        group, key = path.split(".")
-        c[group][key] = value
-    validate(c)
+    validate(apply_overrides(c, overrides))
     return c
 
 

@@ -161,7 +161,8 @@ def train(
             if tcfg.eval_every and done % tcfg.eval_every == 0 and not is_last:
                 flush()
                 if main:
-                    params = setup.method.inference_params(parallel.unreplicate(pstate))
+                    # fetch parameters and model state only, not the optimiser state
+                    params = setup.method.inference_params(parallel.unreplicate(pstate.replace(opt_state={})))
                     _eval_pictures(setup, params, workdir, writer, done)
     train_time = time.time() - t_loop
     flush()
