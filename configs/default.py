@@ -1,7 +1,9 @@
 """Default config and schema: every allowed key, with each method's SVHN settings from the authors' code.
 
 ``get_config('lebm')`` is LEBM's train_svhn.py; ``get_config('joint')`` the joint hierarchical prior's
-train_fid.py (ICCV 2023). Dataset files start from :func:`get_config` and override values; keys not
+train_fid.py (ICCV 2023); ``get_config('diffusion')`` the diffusion hierarchical prior's CIFAR-10 settings
+(ICML 2024, official-defaults §3.1) on a 3-layer hierarchical VAE backbone. Dataset files start from
+:func:`get_config` and override values; keys not
 defined here are rejected at start-up, as are values outside :data:`CHOICES` or failing :data:`CHECKS`.
 Keys a method does not read are ignored by it (e.g. ``model.latent_dim`` by ``joint``, which reads
 ``model.latent_dims``).
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
-METHODS = ("lebm", "joint")
+METHODS = ("lebm", "joint", "diffusion")
 DATASETS = ("digits", "svhn_cropped", "cifar10", "celeb_a", "mnist", "fashion_mnist")
 
 
@@ -128,8 +130,40 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     e.attack_steps = 200
     e.attack_lr = 0.01
     e.attack_l2 = 0.1  # weight of ||delta||^2 in the attack objective
+
+    # Diffusion hierarchical EBM prior (ICML 2024), two stages: 1 trains the hierarchical-VAE backbone,
+    # 2 the per-layer time-conditioned EBMs on the frozen backbone read from `backbone_dir`.
+    c.diffusion = df = ml_collections.ConfigDict()
+    df.stage = 2
+    df.backbone_dir = ""  # stage 2: the stage-1 run directory (its newest checkpoint)
+    df.backbone_epochs = 150  # stage 1's training length (stage 2 uses train.num_epochs)
+    df.backbone_lr = 1e-3
+    df.backbone_beta1 = 0.9
+    df.backbone_beta2 = 0.999
+    df.backbone_weight_decay = 0.0
+    df.prior_hidden = 256  # width of the conditional-prior MLPs p(z_i | z_{i+1})
+    # "diffusion": Alg. 1 (conditional EBMs, Eq. 9); "marginal": the joint EBM on u-space (Eq. 8) baseline.
+    df.scheme = "diffusion"
+    df.num_diffusion_steps = 3  # T (ablation: 6)
+    df.base_step = 3e-5  # b: Langevin variance s_t = b (sigma_bar_t / sigma_bar_0) sigma_{t+1}^2
+    # "step": F = g / s_t (the authors' code); "none": F = g.
+    df.energy_scale = "step"
+    # Eq. 13 keeps the kernel at t = T-1 (the paper); the authors' code drops it (False).
+    df.keep_last_kernel = True
+    df.label_layers = ()  # layers z_i (1 = bottom) whose energies output class logits (Eq. 14)
+    df.num_classes = 10
+    df.label_weight = 1.0  # weight of the cross-entropy at t = 0 (App. A.2)
+    df.temperature = 1.0
+    # OOD by layer (Sec. 5.2, Fig. 3) and controllable synthesis (Sec. 5.3, Figs. 4-5), stage 2.
+    e.ood = False
+    e.ood_source = "holdout"  # "holdout" (data.holdout_class in the test split) or another dataset name
+    e.ood_max_examples = 1000  # per side
+    e.label_samples_per_class = 50
+    e.compose_variations = 7
     if method == "joint":
         _joint_svhn_defaults(c)
+    elif method == "diffusion":
+        _diffusion_cifar10_defaults(c)
     return c
 
 
@@ -160,6 +194,31 @@ def _joint_svhn_defaults(c: ml_collections.ConfigDict) -> None:
     c.eval.hierarchy = True
 
 
+def _diffusion_cifar10_defaults(c: ml_collections.ConfigDict) -> None:
+    """The authors' CIFAR-10 stage-2 settings (official-defaults §3.1) on a 3-layer hierarchical VAE."""
+    c.data.name = "cifar10"
+    c.data.train_split = "train"
+    m = c.model
+    m.latent_dims = (20, 20, 20)  # [uncertain] the paper's 3-layer backbone sizes are not published
+    m.hier_widths = (64, 128, 256, 512)
+    m.likelihood_sigma = (1.0 / 20.0) ** 0.5
+    m.ebm_hidden = 128  # ch
+    m.ebm_layers = 2  # dense blocks
+    m.ebm_spectral_norm = True
+    c.sampler.prior_steps = 50  # K per diffusion step
+    c.sampler.prior_step_size = 0.1  # the marginal scheme's Langevin step (noise std)
+    t = c.train
+    t.batch_size = 50
+    t.num_epochs = 200
+    t.lr_ebm = 4e-5
+    t.beta1 = 0.99
+    t.beta2 = 0.999
+    t.weight_decay_ebm = 3e-5
+    t.lr_decay = 0.9
+    t.lr_decay_at = "epoch_end"
+    c.eval.probe = True
+
+
 def _positive(x) -> bool:
     return x > 0
 
@@ -177,6 +236,9 @@ CHOICES = {
     "model.hier_merge": ("concat", "sum"),
     "model.kl_estimator": ("analytic", "sample"),
     "train.lr_decay_at": ("epoch_end", "epoch_start"),
+    "diffusion.stage": (1, 2),
+    "diffusion.scheme": ("diffusion", "marginal"),
+    "diffusion.energy_scale": ("step", "none"),
     "eval.fid_reference": ("train", "test"),
 }
 
@@ -235,6 +297,24 @@ CHECKS = {
     "eval.fd_classifier_epochs": (_positive, "a positive integer"),
     "eval.inception_batch_size": (_positive, "a positive integer"),
     "eval.probe_epochs": (_positive, "a positive integer"),
+    "diffusion.backbone_epochs": (_positive, "a positive integer"),
+    "diffusion.backbone_lr": (_positive, "positive"),
+    "diffusion.backbone_beta1": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "diffusion.backbone_beta2": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "diffusion.backbone_weight_decay": (lambda x: x >= 0, "non-negative"),
+    "diffusion.prior_hidden": (_positive, "a positive integer"),
+    "diffusion.num_diffusion_steps": (lambda x: x >= 2, "an integer >= 2 (the authors' schedule)"),
+    "diffusion.base_step": (_positive, "positive"),
+    "diffusion.num_classes": (lambda x: x >= 2, "an integer >= 2"),
+    "diffusion.label_weight": (lambda x: x >= 0, "non-negative"),
+    "diffusion.temperature": (_positive, "positive"),
+    "diffusion.label_layers": (
+        lambda x: all(isinstance(i, int) and i >= 1 for i in x),
+        "a tuple of layer numbers (1 = bottom z_1)",
+    ),
+    "eval.ood_max_examples": (lambda x: x >= 2, "an integer >= 2"),
+    "eval.label_samples_per_class": (_positive, "a positive integer"),
+    "eval.compose_variations": (_positive, "a positive integer"),
     "eval.long_run_steps": (
         lambda x: all(isinstance(k, int) and k > 0 for k in x),
         "a tuple of positive integers",
@@ -261,8 +341,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "config key 'model.ebm_hidden' is 0 (no EBM), which only method 'joint' supports; "
             "LEBM needs a positive width"
         )
-    if config.method == "joint":
+    if config.method in ("joint", "diffusion"):
         _validate_joint(config)
+    if config.method == "diffusion":
+        _validate_diffusion(config)
     if (
         config.data.classes
         and config.data.holdout_class >= 0
@@ -292,6 +374,30 @@ def _validate_joint(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config key 'model.latent_dims' has {n} layers, but 'data.image_size' = {size} does not halve "
             f"{n - 1} times; use at most {_max_layers(size)} layers"
+        )
+
+
+def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
+    from latentebm_jax.training.validation import ConfigError
+
+    df, n = config.diffusion, len(config.model.latent_dims)
+    bad = [i for i in df.label_layers if i > n]
+    if bad:
+        raise ConfigError(
+            f"config key 'diffusion.label_layers' = {tuple(df.label_layers)} names layers beyond the "
+            f"{n} latent layers (1 = bottom, {n} = top)"
+        )
+    if config.model.ebm_hidden == 0:
+        raise ConfigError("config key 'model.ebm_hidden' must be positive for method 'diffusion'")
+    source = config.eval.ood_source
+    if source != "holdout" and source not in DATASETS:
+        raise ConfigError(
+            f"config key 'eval.ood_source' has value {source!r}; allowed: 'holdout' or one of "
+            f"{list(DATASETS)}"
+        )
+    if config.eval.ood and source == "holdout" and config.data.holdout_class < 0:
+        raise ConfigError(
+            "config key 'eval.ood' with eval.ood_source='holdout' needs 'data.holdout_class' >= 0"
         )
 
 

@@ -58,6 +58,9 @@ class Method:
       :class:`TrainState` (default ``state.params``; methods with non-trainable state such as
       spectral-norm vectors add it here).
     * ``latent_tools``: a :class:`LatentTools` for the latent-space figures, or ``None``.
+    * ``num_epochs``: training length in epochs when the method sets it itself (the diffusion prior's
+      stage 1 reads ``diffusion.backbone_epochs``); ``None`` = ``train.num_epochs``.
+    * ``extras``: method-specific tools for its own evaluations (e.g. ``methods.diffusion.DiffusionTools``).
     """
 
     name: str
@@ -74,3 +77,5 @@ class Method:
     hparams: Any = None
     inference_params: Callable[[TrainState], Any] = lambda state: state.params
     latent_tools: LatentTools | None = None
+    num_epochs: int | None = None
+    extras: Any = None

@@ -80,3 +80,145 @@ class MLPEnergy(nn.Module):
         for _ in range(self.num_hidden):
             h = act(dense(self.hidden, h))
         return dense(1, h)[:, 0]
+
+
+# ----------------------------------------------------------------------------- time-conditioned (ICML 2024)
+
+
+def timestep_embedding(t: jax.Array, dim: int = 128) -> jax.Array:
+    """Sinusoidal embedding of integer diffusion steps ``t`` (B,): ``[cos(t ω), sin(t ω)]`` (cosine first)
+    with ``ω_k = exp(−ln(10⁴) k / (dim/2))``, as the authors' EBMs (official-defaults §3.7)."""
+    half = dim // 2
+    freqs = jnp.exp(-jnp.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = t.astype(jnp.float32)[:, None] * freqs[None]
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+class _SNDense(nn.Module):
+    """Bias-free Dense (PyTorch default init), optionally spectrally normalised (as every layer of the
+    authors' CIFAR-10 EBM)."""
+
+    features: int
+    spectral_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
+        dense = nn.Dense(self.features, use_bias=False, kernel_init=torch_default_kernel())
+        if self.spectral_norm:
+            return nn.SpectralNorm(dense)(x, update_stats=update_stats)
+        return dense(x)
+
+
+class _SNConv(nn.Module):
+    features: int
+    kernel: int
+    stride: int
+    spectral_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
+        p = (self.kernel - 1) // 2 if self.stride == 1 else 1
+        conv = nn.Conv(
+            self.features,
+            (self.kernel, self.kernel),
+            (self.stride, self.stride),
+            ((p, p), (p, p)),
+            use_bias=False,
+            kernel_init=torch_default_kernel(),
+        )
+        if self.spectral_norm:
+            return nn.SpectralNorm(conv)(x, update_stats=update_stats)
+        return conv(x)
+
+
+class TimeConditionedEnergy(nn.Module):
+    """``f_ω_i(z_i, t)`` for one latent layer (ICML 2024 Eq. 9), after the authors' CIFAR-10 EBM (§3.7):
+    bias-free layers, SiLU, optional spectral norm on every layer, a sinusoidal time embedding ``e(t)``
+    (128-d) through two small MLPs, ``t_in`` (added to the input) and ``t_h`` (added inside).
+
+    * vector latents ``(B, d)``: ``z' = z + t_in``; ``h = W z' + V SiLU(t_h)``; ``num_blocks`` dense blocks
+      ``a = W₁ SiLU(h) + V SiLU(t_h)``, ``h = W₂ SiLU(a) + W₃ SiLU(h)``; output ``W SiLU(h)``;
+    * spatial latents ``(B, H, W, C)``: the conv stem and stride-2 residual stages of the authors' net down to
+      2×2 (``n = log₂ H − 1`` stages, width ``hidden``), flattened, then the dense blocks as above (width
+      ``4·hidden``, halved per block).
+
+    Returns ``(B, out_dim)``: ``out_dim = 1`` is the scalar negative energy; ``out_dim = C`` class logits
+    for label coupling (Eq. 14: ``⟨F, y⟩``, with ``log Σ_y exp`` the label-free energy, Eq. 18).
+    """
+
+    hidden: int = 128
+    num_blocks: int = 2
+    out_dim: int = 1
+    spectral_norm: bool = False
+    time_dim: int = 128
+
+    @nn.compact
+    def __call__(self, z: jax.Array, t: jax.Array, update_stats: bool = False) -> jax.Array:
+        sn = self.spectral_norm
+        dense = lambda f, x, name=None: _SNDense(f, sn, name=name)(x, update_stats)
+        silu = jax.nn.silu
+        e = timestep_embedding(t, self.time_dim)
+        c = z.shape[-1]
+        t_in = dense(c, silu(dense(c, e)))
+        t_h = dense(self.time_dim, silu(dense(self.time_dim, e)))
+        if z.ndim == 2:
+            width = self.hidden
+            h = dense(width, z + t_in) + dense(width, silu(t_h))
+        elif z.ndim == 4:
+            h = self._conv_trunk(z + t_in[:, None, None, :], silu(t_h), update_stats)
+            width = h.shape[-1]
+        else:
+            raise ValueError(f"latent layer must be (B, d) or (B, H, W, C), got shape {z.shape}")
+        for _ in range(self.num_blocks):
+            if z.ndim == 4:
+                width = max(width // 2, 1)
+            a = dense(width, silu(h)) + dense(width, silu(t_h))
+            h = dense(width, silu(a)) + dense(width, silu(h))
+        return dense(self.out_dim, silu(h))
+
+    def _conv_trunk(self, z: jax.Array, t_feat: jax.Array, update_stats: bool) -> jax.Array:
+        size = z.shape[1]
+        if size < 4 or size & (size - 1):
+            raise ValueError(f"spatial latents need a power-of-two size >= 4, got {size}")
+        sn, ch = self.spectral_norm, self.hidden
+        conv = lambda f, k, s, x: _SNConv(f, k, s, sn)(x, update_stats)
+        dense = lambda f, x: _SNDense(f, sn)(x, update_stats)
+        silu = jax.nn.silu
+        h = conv(ch, 4, 2, z) + dense(ch, t_feat)[:, None, None, :]
+        x = conv(ch, 3, 1, silu(h)) + conv(ch, 4, 2, z)
+        while x.shape[1] > 2:
+            h = conv(ch, 4, 2, silu(x)) + dense(ch, t_feat)[:, None, None, :]
+            h = conv(ch, 3, 1, silu(h))
+            x = conv(ch, 4, 2, silu(x)) + h
+        return x.reshape(x.shape[0], -1)
+
+
+class LayerwiseEnergy(nn.Module):
+    """One :class:`TimeConditionedEnergy` per latent layer; ``F_ω(z̃, t) = Σ_i f_ω_i(z_i, t)`` (Eq. 9).
+
+    ``out_dims[i]`` is 1, or the number of classes for a label-coupled layer. Returns the tuple of per-layer
+    outputs ``(B, out_dims[i])`` (bottom layer first), so callers can sum, pick layers, or read logits.
+    """
+
+    num_layers: int
+    hidden: int = 128
+    num_blocks: int = 2
+    out_dims: tuple[int, ...] = ()
+    spectral_norm: bool = False
+
+    @nn.compact
+    def __call__(self, z: Any, t: jax.Array, update_stats: bool = False) -> tuple[jax.Array, ...]:
+        z = tuple(z)
+        if len(z) != self.num_layers:
+            raise ValueError(f"expected {self.num_layers} latent layers, got {len(z)}")
+        outs = self.out_dims or (1,) * self.num_layers
+        return tuple(
+            TimeConditionedEnergy(
+                hidden=self.hidden,
+                num_blocks=self.num_blocks,
+                out_dim=outs[i],
+                spectral_norm=self.spectral_norm,
+                name=f"layer_{i}",
+            )(zi, t, update_stats)
+            for i, zi in enumerate(z)
+        )

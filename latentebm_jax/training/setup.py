@@ -55,9 +55,10 @@ class RunSetup:
             self.splits.train, gb, config.seed, jax.process_index(), jax.process_count()
         )
         self.steps_per_epoch = self.batcher.steps_per_epoch
-        t = config.train
-        self.total_steps = t.num_steps if t.num_steps > 0 else t.num_epochs * self.steps_per_epoch
         self.method: Method = get_method(config, self.steps_per_epoch)
+        t = config.train
+        epochs = self.method.num_epochs or t.num_epochs
+        self.total_steps = t.num_steps if t.num_steps > 0 else epochs * self.steps_per_epoch
 
     def initial_state(self) -> TrainState:
         return self.method.init(stream_key(self.config.seed, INIT_STREAM))
