@@ -21,10 +21,10 @@ Energy parameterisation: with ``energy_scale = 'step'`` (the authors' code) ``F 
 the network output, which makes their loss ``mean(−(g⁺ − g⁻)/s_t)`` exactly Eq. 12 and their sampler's
 EBM drift ``½∇g`` exactly the Langevin drift of Eq. 13 at step ``√s_t``; ``'none'`` uses ``F = g``.
 
-Label coupling (Sec. 3.3, Eq. 14, App. A.2): the energies of ``label_layers`` output class logits;
-their label-free energy is ``log Σ_y exp(logit_y)`` (Eq. 18), and examples with ``t = 0`` add the
-cross-entropy of ``softmax(logits)`` against the label (Eqs. 19–20). Class-conditional sampling reverses
-label-free to ``u_1``, then samples ``u_0`` with ``logit_y`` as the coupled layers' energy.
+Label coupling (Sec. 3.3, Eq. 14, App. A.2): the energies of ``label_layers`` output one value per class,
+``F_i,y = scale(t) g_i,y``; their label-free energy is ``log Σ_y exp F_i,y`` (Eq. 18), and examples with
+``t = 0`` add the cross-entropy of ``softmax_y(F_i,y)`` against the label (Eqs. 19–20). Class-conditional
+sampling reverses label-free to ``u_1``, then samples ``u_0`` with ``F_i,y`` as the coupled layers' energy.
 """
 
 from __future__ import annotations
@@ -217,18 +217,22 @@ def layer_neg_energies(
     t: jax.Array,
     labels: jax.Array | None = None,
 ) -> jax.Array:
-    """Per-layer network outputs ``g_i`` ``(B, L)``: the scalar output, or for a label-coupled layer
-    ``log Σ_y exp(logit_y)`` (Eq. 18) — or ``logit_y`` where ``labels`` are given and ``t = 0`` (Eq. 14)."""
+    """Per-layer energies ``F_i = scale(t) · g_i`` ``(B, L)`` from the network outputs ``g_i``: the scalar
+    output, or for a label-coupled layer with logits ``F_i,y = scale(t) · g_i,y`` (Eq. 14, ``⟨F, y⟩``) the
+    label-free ``log Σ_y exp F_i,y`` (Eq. 18) — or ``F_i,y`` itself where ``labels`` are given and
+    ``t = 0``."""
+    scale = energy_scale(hp, t)[:, None]
     cols = []
     for i, out in enumerate(outputs):
         if i in hp.label_layers:
-            g = jax.nn.logsumexp(out, axis=-1)
+            logits = scale * out
+            f = jax.nn.logsumexp(logits, axis=-1)
             if labels is not None:
-                picked = jnp.take_along_axis(out, labels[:, None], axis=-1)[:, 0]
-                g = jnp.where(t == 0, picked, g)
-            cols.append(g)
+                picked = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+                f = jnp.where(t == 0, picked, f)
+            cols.append(f)
         else:
-            cols.append(out[:, 0])
+            cols.append(scale[:, 0] * out[:, 0])
     return jnp.stack(cols, axis=-1)
 
 
@@ -247,14 +251,14 @@ def neg_energy_fn(
     labels: jax.Array | None = None,
     layers: tuple[int, ...] | None = None,
 ):
-    """``F_ω(z̃, t) = scale(t) · Σ_{i ∈ layers} g_i(z_i, t)`` as a function ``(z̃, t) -> (B,)``."""
+    """``F_ω(z̃, t) = Σ_{i ∈ layers} F_i(z_i, t)`` (Eq. 9) as a function ``(z̃, t) -> (B,)``."""
 
     def f(z: Latents, t: jax.Array) -> jax.Array:
         outs = hp.energy_net().apply(_ebm_variables(ebm, stats), tuple(z), t)
-        g = layer_neg_energies(hp, outs, t, labels)
+        per_layer = layer_neg_energies(hp, outs, t, labels)
         if layers is not None:
-            g = g[:, list(layers)]
-        return energy_scale(hp, t) * jnp.sum(g, axis=-1)
+            per_layer = per_layer[:, list(layers)]
+        return jnp.sum(per_layer, axis=-1)
 
     return f
 
@@ -435,16 +439,15 @@ def train_step_ebm(
         outs, updated = hp.energy_net().apply(
             _ebm_variables(ebm, stats), both, tt, update_stats=True, mutable=["batch_stats"]
         )
-        g = layer_neg_energies(hp, outs, tt)  # (2B, L), label-free
-        scale = energy_scale(hp, t)[:, None]
-        g_pos, g_neg = scale * g[:b], scale * g[b:]
-        per_layer = jnp.mean(g_neg, axis=0) - jnp.mean(g_pos, axis=0)  # L_i of Eq. 12 (authors' §3.6)
+        g = layer_neg_energies(hp, outs, tt)  # (2B, L) per-layer F_i, label-free
+        per_layer = jnp.mean(g[b:], axis=0) - jnp.mean(g[:b], axis=0)  # L_i of Eq. 12 (authors' §3.6)
         loss = jnp.sum(per_layer)
         ce = jnp.zeros(())
         if use_labels:
             at0 = (t == 0).astype(jnp.float32)
-            for i in hp.label_layers:
-                logp = jax.nn.log_softmax(outs[i][:b], axis=-1)
+            scale = energy_scale(hp, t)[:, None]
+            for i in hp.label_layers:  # softmax of the energies ⟨F, y⟩ (Eq. 19)
+                logp = jax.nn.log_softmax(scale * outs[i][:b], axis=-1)
                 nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
                 ce = ce + jnp.sum(at0 * nll) / jnp.maximum(jnp.sum(at0), 1.0)
             loss = loss + hp.label_weight * ce
@@ -626,12 +629,11 @@ def layer_scores_diffusion(hp: DiffusionHparams, params: Params, x: jax.Array, k
 
 
 def class_logits(hp: DiffusionHparams, params: Params, z: Latents) -> jax.Array:
-    """Summed logits of the label-coupled layers at ``t = 0``, ``(B, C)`` (the classifier of Eq. 19)."""
+    """Summed logits ``F_i,y`` of the label-coupled layers at ``t = 0``, ``(B, C)`` (Eq. 19's classifier)."""
     b = batch_size_of(z)
-    outs = hp.energy_net().apply(
-        _ebm_variables(params["ebm"], params["ebm_stats"]), tuple(z), jnp.zeros((b,), jnp.int32)
-    )
-    return sum(outs[i] for i in hp.label_layers)
+    t = jnp.zeros((b,), jnp.int32)
+    outs = hp.energy_net().apply(_ebm_variables(params["ebm"], params["ebm_stats"]), tuple(z), t)
+    return energy_scale(hp, t)[:, None] * sum(outs[i] for i in hp.label_layers)
 
 
 def compose(

@@ -273,6 +273,29 @@ def _probes(setup: RunSetup, params, key) -> dict:
     }
 
 
+def _method_specific(setup: RunSetup, params, workdir: str, key) -> dict:
+    """The diffusion prior's OOD-by-layer and controllable-synthesis evaluations (stage 2)."""
+    from latentebm_jax.methods.diffusion import DiffusionTools
+
+    tools, ecfg = setup.method.extras, setup.config.eval
+    if not isinstance(tools, DiffusionTools) or not is_main_process():
+        return {}
+    from latentebm_jax.training import diffusion_eval
+
+    out: dict[str, Any] = {}
+    if ecfg.ood:
+        t0 = time.time()
+        out.update(diffusion_eval.ood_by_layer(setup, params, workdir, jax.random.fold_in(key, 0)))
+        out["ood_seconds"] = round(time.time() - t0, 2)
+    if tools.class_logits is not None:
+        if np.any(setup.splits.train.labels() < 0):
+            _say("controllable synthesis skipped: the dataset has no labels")
+        else:
+            key_labels = jax.random.fold_in(key, 1)
+            out.update(diffusion_eval.controllable_synthesis(setup, params, workdir, key_labels))
+    return out
+
+
 def evaluate(
     config,
     workdir: str,
@@ -303,6 +326,7 @@ def evaluate(
         summary.update(_probes(setup, params, jax.random.fold_in(key, 3)))
     if ecfg.hierarchy and is_main_process():
         summary.update(write_representation_figures(setup, params, workdir, jax.random.fold_in(key, 4)))
+    summary.update(_method_specific(setup, params, workdir, jax.random.fold_in(key, 5)))
     if is_main_process():
         viz.save_reconstructions(*shown, os.path.join(workdir, "reconstructions.png"))
         write_samples_and_chains(setup, params, workdir, step, EVAL_STREAM)
