@@ -647,6 +647,8 @@ def compose(
     """Compositional sampling (Sec. 5.3, Fig. 4): one class-conditional sample per label, then
     ``variations`` resamplings of the layers not in ``fixed_layers`` with those fixed (label-free).
     Returns images ``(len(labels), variations + 1, H, W, C)`` (column 0 the base sample)."""
+    if all(i in fixed_layers for i in range(hp.num_layers)):
+        raise ValueError(f"fixed_layers={fixed_layers} leaves no layer to resample")
     bb, n = params["backbone"], labels.shape[0]
     base = sample_u(hp, params, _chain_keys(key, n), labels=labels)
     free = tuple(i not in fixed_layers for i in range(hp.num_layers))

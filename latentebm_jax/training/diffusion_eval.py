@@ -134,7 +134,8 @@ def controllable_synthesis(setup, params: Any, workdir: str, key: jax.Array) -> 
         pred = np.asarray(jnp.argmax(tools.class_logits(params, z), -1))[:valid]
         hits += int(np.sum(pred == b["label"][:valid]))
         total += valid
-    fixed = tuple(range(min(hp.label_layers), hp.num_layers))
+    # the coupled layers and those above stay fixed; at least the bottom layer is resampled
+    fixed = tuple(range(max(min(hp.label_layers), 1), hp.num_layers))
     v = cfg.eval.compose_variations
     grid = np.asarray(tools.compose(params, key, jnp.asarray(classes, jnp.int32), v, fixed))
     top = ", ".join(f"z_{i + 1}" for i in fixed)
