@@ -51,11 +51,11 @@ from latentebm_jax.methods.common import (
     cross_replica_mean,
     example_keys,
     fold_keys,
-    normal_per_example,
+    normal_layers,
 )
 from latentebm_jax.nets.energy import LayerwiseEnergy
 from latentebm_jax.nets.hvae import HierarchicalVAE
-from latentebm_jax.training.optim import torch_adam
+from latentebm_jax.training.optim import ebm_and_model_adams, torch_adam
 from latentebm_jax.training.state import TrainState, new_train_state
 
 Params = dict[str, Any]
@@ -168,8 +168,8 @@ def to_u(hp: DiffusionHparams, backbone: Params, z: Latents) -> Latents:
 
 
 def _normal_layers(hp: DiffusionHparams, keys: jax.Array, stream: int) -> Latents:
-    base = fold_keys(keys, stream)
-    return tuple(normal_per_example(fold_keys(base, i), (d,)) for i, d in enumerate(hp.latent_dims))
+    """One ``(B, d_i)`` standard normal per layer (:func:`~latentebm_jax.methods.common.normal_layers`)."""
+    return normal_layers(hp.latent_dims, keys, stream)
 
 
 def posterior_sample(hp: DiffusionHparams, backbone: Params, x: jax.Array, noise: Latents) -> Latents:
@@ -718,16 +718,7 @@ def optimizers_from_config(config, steps_per_epoch: int) -> dict[str, optax.Grad
             weight_decay=df.backbone_weight_decay,
             grad_clip_norm=t.grad_clip_norm,
         ),
-        "ebm": torch_adam(
-            t.lr_ebm,
-            b1=t.beta1,
-            b2=t.beta2,
-            weight_decay=t.weight_decay_ebm,
-            lr_decay=t.lr_decay,
-            steps_per_epoch=steps_per_epoch,
-            decay_at=t.lr_decay_at,
-            grad_clip_norm=t.grad_clip_norm,
-        ),
+        "ebm": ebm_and_model_adams(t, steps_per_epoch)[0],
     }
 
 

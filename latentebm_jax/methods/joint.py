@@ -53,6 +53,7 @@ from latentebm_jax.methods.common import (
     example_keys,
     fold_keys,
     long_run_prior_chain,
+    normal_layers,
     normal_per_example,
 )
 from latentebm_jax.nets import HierarchicalGenerator, LadderEncoder, MLPEnergy
@@ -186,9 +187,8 @@ def kl_per_layer(hp: JointHparams, stats: GaussianStats, z: Latents) -> tuple[ja
 
 
 def _normal_layers(hp: JointHparams, keys: jax.Array, stream: int) -> Latents:
-    """One ``(B, d_i)`` standard normal per layer; row ``b`` from ``keys[b]`` alone."""
-    base = fold_keys(keys, stream)
-    return tuple(normal_per_example(fold_keys(base, i), (d,)) for i, d in enumerate(hp.latent_dims))
+    """One ``(B, d_i)`` standard normal per layer (:func:`~latentebm_jax.methods.common.normal_layers`)."""
+    return normal_layers(hp.latent_dims, keys, stream)
 
 
 # ----------------------------------------------------------------------------- sampling
