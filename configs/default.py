@@ -37,6 +37,7 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     d.resize_method = "bilinear"
     d.holdout_class = -1  # >= 0: anomaly protocol, this class is left out of training
     d.classes = ()  # non-empty: keep only these classes in both splits (ICCV 2023 toy: (0, 1, 2))
+    d.attributes = ()  # celeb_a attribute names read into batch["attributes"] (diffusion label coupling)
 
     c.model = m = ml_collections.ConfigDict()
     m.latent_dim = 100
@@ -153,6 +154,10 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     df.label_layers = ()  # layers z_i (1 = bottom) whose energies output class logits (Eq. 14)
     df.num_classes = 10
     df.label_weight = 1.0  # weight of the cross-entropy at t = 0 (App. A.2)
+    # "first": couple y at t = 0 only (App. A.2); "all": at every diffusion step (an option; see README).
+    df.label_steps = "first"
+    # w in F_free + w log softmax(F)_y when sampling with labels; 1 is Eq. 14 exactly.
+    df.label_guidance = 1.0
     df.temperature = 1.0
     # OOD by layer (Sec. 5.2, Fig. 3) and controllable synthesis (Sec. 5.3, Figs. 4-5), stage 2.
     e.ood = False
@@ -239,6 +244,7 @@ CHOICES = {
     "diffusion.stage": (1, 2),
     "diffusion.scheme": ("diffusion", "marginal"),
     "diffusion.energy_scale": ("step", "none"),
+    "diffusion.label_steps": ("first", "all"),
     "eval.fid_reference": ("train", "test"),
 }
 
@@ -307,6 +313,7 @@ CHECKS = {
     "diffusion.base_step": (_positive, "positive"),
     "diffusion.num_classes": (lambda x: x >= 2, "an integer >= 2"),
     "diffusion.label_weight": (lambda x: x >= 0, "non-negative"),
+    "diffusion.label_guidance": (lambda x: x >= 0, "non-negative"),
     "diffusion.temperature": (_positive, "positive"),
     "diffusion.label_layers": (
         lambda x: all(isinstance(i, int) and i >= 1 for i in x),
@@ -354,6 +361,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config key 'data.holdout_class' = {config.data.holdout_class} is not among "
             f"'data.classes' = {tuple(config.data.classes)}"
         )
+    attrs = tuple(config.data.attributes)
+    if attrs:
+        from latentebm_jax.data import CELEBA_ATTRIBUTES
+
+        unknown = [a for a in attrs if a not in CELEBA_ATTRIBUTES]
+        if config.data.name != "celeb_a" or unknown:
+            raise ConfigError(
+                f"config key 'data.attributes' = {attrs}: attributes exist for celeb_a only, named from "
+                f"{list(CELEBA_ATTRIBUTES)}" + (f"; unknown: {unknown}" if unknown else "")
+            )
     if config.eval.anomaly and config.data.holdout_class < 0:
         raise ConfigError(
             "config key 'eval.anomaly' is True but 'data.holdout_class' is -1; set the class to hold out"
@@ -386,6 +403,20 @@ def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"config key 'diffusion.label_layers' = {tuple(df.label_layers)} names layers beyond the "
             f"{n} latent layers (1 = bottom, {n} = top)"
+        )
+    attrs = tuple(config.data.attributes)
+    if attrs and len(attrs) != len(df.label_layers):
+        raise ConfigError(
+            f"config key 'data.attributes' = {attrs} needs one layer each in 'diffusion.label_layers' "
+            f"(in the same order), got {tuple(df.label_layers)}"
+        )
+    if attrs and df.num_classes != 2:
+        raise ConfigError("config key 'diffusion.num_classes' must be 2 with binary 'data.attributes'")
+    if df.label_layers and not attrs and config.data.name == "celeb_a":
+        raise ConfigError(
+            "config key 'diffusion.label_layers' needs labels, and celeb_a has no classes: name binary "
+            "attributes in 'data.attributes', e.g. ('Male', 'Smiling', 'Blond_Hair') with label_layers "
+            "(3, 2, 1)"
         )
     if config.model.ebm_hidden == 0:
         raise ConfigError("config key 'model.ebm_hidden' must be positive for method 'diffusion'")

@@ -7,6 +7,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # metric caches (domain classifiers, FID statistics) of the test session stay out of the home directory
 os.environ["LATENTEBM_JAX_CACHE"] = tempfile.mkdtemp(prefix="latentebm_jax_cache_")
+# Many tests compile the same tiny train steps again (fresh closures, subprocesses): a session-wide
+# persistent compilation cache turns those recompilations into disk reads.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="latentebm_jax_xla_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest
 

@@ -49,6 +49,22 @@ def test_celeba_uses_the_authors_crop_then_resize():
     np.testing.assert_allclose(got, want)
 
 
+def test_celeba_attributes_are_read_per_example_and_checked():
+    with tfds.testing.mock_data(num_examples=6):
+        src = TfdsSource("celeb_a", "train", None, 8, 3, attributes=("Male", "Smiling", "Blond_Hair"))
+        raw = open_data_source("celeb_a", "train")
+        want = [
+            [int(bool(raw[i]["attributes"][a])) for a in ("Male", "Smiling", "Blond_Hair")] for i in (4, 1)
+        ]
+        got = src.get(np.array([4, 1]))["attributes"]
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int32 and set(np.unique(got)) <= {0, 1}
+    with pytest.raises(ValueError, match="unknown celeb_a attributes"):
+        TfdsSource("celeb_a", "train", None, 8, 3, attributes=("Smile",))
+    with pytest.raises(ValueError, match="only available for celeb_a"):
+        TfdsSource("cifar10", "train", None, 8, 3, attributes=("Male",))
+
+
 def test_mnist_is_padded_to_32_without_resampling():
     with tfds.testing.mock_data(num_examples=3):
         src = TfdsSource("mnist", "train", None, 32, 1, resize_method="pad")

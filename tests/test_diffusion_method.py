@@ -157,6 +157,35 @@ def test_stage2_step_matches_algorithm_1_written_out():
     jax.tree.map(np.testing.assert_array_equal, new.model_state["backbone"], bb)
 
 
+def test_label_coupled_energy_by_step_and_guidance():
+    """Eq. 14 with labels: the coupled layer gives ``F_y`` at coupled steps (``t = 0``, or every ``t``) and
+    the label-free ``log Σ_y exp F_y`` (Eq. 18) elsewhere; guidance ``w`` gives ``lse + w (F_y − lse)``."""
+    rng = np.random.default_rng(0)
+    outs = tuple(jnp.asarray(rng.normal(size=(3, d)), jnp.float32) for d in (1, 1, 10))
+    t, labels = jnp.array([0, 1, 2]), jnp.array([4, 7, 1])
+    scale = 1.0 / dif.langevin_step_sizes(dif.noise_schedule(3), TINY.base_step)[t]
+    logits = scale[:, None] * outs[2]
+    lse = jax.nn.logsumexp(logits, -1)
+    picked = logits[jnp.arange(3), labels]
+    for steps, w, coupled in (("first", 1.0, [1, 0, 0]), ("all", 1.0, [1, 1, 1]), ("all", 3.0, [1, 1, 1])):
+        hp = dataclasses.replace(TINY, stage=2, label_steps=steps, label_guidance=w)
+        got = dm.layer_neg_energies(hp, outs, t, labels)
+        want = jnp.where(jnp.asarray(coupled, bool), lse + w * (picked - lse), lse)
+        np.testing.assert_allclose(got[:, 2], want, rtol=1e-5)
+        np.testing.assert_allclose(got[:, 0], scale * outs[0][:, 0], rtol=1e-6)
+        np.testing.assert_allclose(dm.layer_neg_energies(hp, outs, t)[:, 2], lse, rtol=1e-6)
+    # one label per coupled layer (attributes, Fig. 4): column j for label_layers[j]; -1 leaves it label-free
+    hp = dataclasses.replace(TINY, stage=2, label_layers=(2, 0), label_steps="all")
+    outs2 = (jnp.asarray(rng.normal(size=(3, 10)), jnp.float32), outs[1], outs[2])
+    per_layer = jnp.stack([labels, jnp.array([2, -1, 5])], axis=1)  # z_3's labels, then z_1's
+    got = dm.layer_neg_energies(hp, outs2, t, per_layer)
+    np.testing.assert_allclose(got[:, 2], picked, rtol=1e-5)
+    logits0 = scale[:, None] * outs2[0]
+    want0 = jnp.where(jnp.array([True, False, True]), logits0[jnp.arange(3), jnp.array([2, 0, 5])],
+                      jax.nn.logsumexp(logits0, -1))  # fmt: skip
+    np.testing.assert_allclose(got[:, 0], want0, rtol=1e-5)
+
+
 def test_reverse_sampler_holds_fixed_layers_and_reaches_z():
     _, s2 = _states()
     hp = dataclasses.replace(TINY, stage=2)
@@ -200,6 +229,8 @@ def _tiny_run_config(**overrides):
             "diffusion.prior_hidden": 32,
             "diffusion.backbone_epochs": 15,
             "diffusion.label_layers": (1, 2, 3),
+            "diffusion.label_steps": "all",
+            "diffusion.label_guidance": 30.0,
             "sampler.prior_steps": 5,
             "train.num_epochs": 10,
             "train.lr_ebm": 1e-3,
@@ -212,12 +243,10 @@ def _tiny_run_config(**overrides):
             "eval.fd": False,
             "eval.probe": False,
             "eval.hierarchy": False,
-            "eval.long_run_steps": (4,),
-            "eval.long_run_chains": 2,
-            "eval.long_run_frames": 2,
+            "eval.long_run_steps": (),
             "eval.ood_max_examples": 50,
             "eval.label_samples_per_class": 10,
-            "eval.compose_variations": 2,
+            "eval.compose_variations": 1,
             "eval.fd_classifier_epochs": 3,
             **overrides,
         },
@@ -239,10 +268,10 @@ def test_two_stage_digits_run_learns_backbone_and_label_coupled_energies(tmp_pat
     validate(c2)
     s2 = loop.train(c2, str(tmp_path / "ebm"))
     chance = s2["label_sampling_chance"]
-    # the coupled energies classify inferred test latents (Eq. 19); class-conditional *sampling* at
-    # t = 0 is measured (label_sampling_accuracy) but not yet asserted: see the issue note
+    # the coupled energies classify inferred test latents (Eq. 19), and class-conditional samples (coupled
+    # at every step, guidance 30) are recognised as the requested class by the domain classifier
     assert s2["label_logits_test_accuracy"] > 3 * chance, s2
-    assert 0.0 <= s2["label_sampling_accuracy"] <= 1.0
+    assert s2["label_sampling_accuracy"] > 3 * chance, s2
     assert len(s2["ood_auroc_inference"]) == 3 and len(s2["ood_auroc_diffusion"]) == 3
     for name in ("ood_by_layer.png", "conditional_samples.png", "compositional.png", "samples.png"):
         assert os.path.exists(tmp_path / "ebm" / name), name

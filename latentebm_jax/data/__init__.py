@@ -8,6 +8,7 @@ from latentebm_jax.data.digits import load_digits
 from latentebm_jax.data.pipeline import EpochBatcher, iterate_once
 from latentebm_jax.data.sources import ArraySource, ImageSource, SubsetSource, only_classes, without_class
 from latentebm_jax.data.tfds_sources import (
+    CELEBA_ATTRIBUTES,
     TFDS_DATASETS,
     DatasetNotFoundError,
     TfdsSource,
@@ -45,6 +46,7 @@ def load_source(data_config, split: str) -> ImageSource:
             d.channels,
             crop_name=d.crop,
             resize_method=d.resize_method,
+            attributes=tuple(d.get("attributes", ())),
         )
     raise ValueError(f"unknown dataset {d.name!r}; available: {DATASETS}")
 
@@ -64,6 +66,7 @@ def load_splits(data_config) -> DataSplits:
 
 
 __all__ = [
+    "CELEBA_ATTRIBUTES",
     "DATASETS",
     "TFDS_DATASETS",
     "ArraySource",

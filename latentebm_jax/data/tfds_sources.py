@@ -23,6 +23,16 @@ TFDS_DATASETS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "fashion_mnist": (("train", "test"), "label"),
 }
 
+# The 40 binary attributes of tfds ``celeb_a`` (``record["attributes"][name]``), for attribute coupling.
+CELEBA_ATTRIBUTES: tuple[str, ...] = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
+    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
+    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
+    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
+    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
+    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)  # fmt: skip
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """A tfds dataset is not prepared (for random access) in the configured ``data_dir``."""
@@ -70,7 +80,8 @@ def open_data_source(name: str, split: str, data_dir: str | None = None):
 
 
 class TfdsSource:
-    """Images of one tfds split, cropped, resized and scaled to ``[−1, 1]`` on the host."""
+    """Images of one tfds split, cropped, resized and scaled to ``[−1, 1]`` on the host; with
+    ``attributes`` (``celeb_a`` only), batches also carry ``attributes`` ``(B, len(attributes))``, 0 or 1."""
 
     def __init__(
         self,
@@ -81,7 +92,14 @@ class TfdsSource:
         channels: int,
         crop_name: str = "none",
         resize_method: str = "bilinear",
+        attributes: tuple[str, ...] = (),
     ):
+        unknown = [a for a in attributes if a not in CELEBA_ATTRIBUTES]
+        if attributes and name != "celeb_a":
+            raise ValueError(f"attributes {tuple(attributes)} are only available for celeb_a, not {name!r}")
+        if unknown:
+            raise ValueError(f"unknown celeb_a attributes {unknown}; available: {list(CELEBA_ATTRIBUTES)}")
+        self.attributes = tuple(attributes)
         self.name = name
         self._ds = open_data_source(name, split, data_dir)
         self._label_key = TFDS_DATASETS[name][1]
@@ -125,4 +143,9 @@ class TfdsSource:
             labels = np.full((len(records),), -1, np.int32)
         else:
             labels = np.asarray([int(r[self._label_key]) for r in records], np.int32)
-        return {"image": to_model_range(images), "label": labels}
+        batch = {"image": to_model_range(images), "label": labels}
+        if self.attributes:
+            batch["attributes"] = np.asarray(
+                [[int(bool(r["attributes"][a])) for a in self.attributes] for r in records], np.int32
+            ).reshape(len(records), len(self.attributes))
+        return batch

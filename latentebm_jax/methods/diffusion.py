@@ -93,6 +93,8 @@ class DiffusionHparams:
     label_layers: tuple[int, ...] = ()  # 0-based, bottom first
     num_classes: int = 10
     label_weight: float = 1.0
+    label_steps: str = "first"  # couple y at t = 0 only (App. A.2) or at "all" t
+    label_guidance: float = 1.0  # w in F_free + w·log softmax(F)_y when sampling with labels (1 = Eq. 14)
     temperature: float = 1.0
     unroll: int = 1
 
@@ -219,8 +221,12 @@ def layer_neg_energies(
 ) -> jax.Array:
     """Per-layer energies ``F_i = scale(t) · g_i`` ``(B, L)`` from the network outputs ``g_i``: the scalar
     output, or for a label-coupled layer with logits ``F_i,y = scale(t) · g_i,y`` (Eq. 14, ``⟨F, y⟩``) the
-    label-free ``log Σ_y exp F_i,y`` (Eq. 18) — or ``F_i,y`` itself where ``labels`` are given and
-    ``t = 0``."""
+    label-free ``log Σ_y exp F_i,y`` (Eq. 18). Where ``labels`` are given and ``t`` is a coupled step
+    (:func:`label_coupled`), the coupled layers give ``log Σ_y exp F_i,y + w · log softmax(F_i)_y``, which
+    for the default guidance ``w = 1`` is ``F_i,y`` itself (Eq. 14); ``w > 1`` sharpens ``p(y|ũ)``.
+
+    ``labels``: ``(B,)``, one label for every coupled layer (a class), or ``(B, J)``, one per entry of
+    ``hp.label_layers`` (attributes at different layers, Fig. 4); ``−1`` leaves that layer label-free."""
     scale = energy_scale(hp, t)[:, None]
     cols = []
     for i, out in enumerate(outputs):
@@ -228,12 +234,32 @@ def layer_neg_energies(
             logits = scale * out
             f = jax.nn.logsumexp(logits, axis=-1)
             if labels is not None:
-                picked = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
-                f = jnp.where(t == 0, picked, f)
+                y = layer_labels(hp, labels, i)
+                picked = jnp.take_along_axis(logits, jnp.maximum(y, 0)[:, None], axis=-1)[:, 0]
+                on = label_coupled(hp, t) & (y >= 0)
+                f = jnp.where(on, f + hp.label_guidance * (picked - f), f)
             cols.append(f)
         else:
             cols.append(scale[:, 0] * out[:, 0])
     return jnp.stack(cols, axis=-1)
+
+
+def layer_labels(hp: DiffusionHparams, labels: jax.Array, layer: int) -> jax.Array:
+    """The labels ``(B,)`` coupled to ``layer`` (0-based): ``labels`` itself if it is ``(B,)``, else its
+    column for the layer's position in ``hp.label_layers``."""
+    if labels.ndim == 1:
+        return labels
+    chex.assert_shape(labels, (None, len(hp.label_layers)))
+    return labels[:, hp.label_layers.index(layer)]
+
+
+def label_coupled(hp: DiffusionHparams, t: jax.Array) -> jax.Array:
+    """Whether ``y`` is coupled at diffusion step ``t`` (B,): ``t = 0`` only (App. A.2, ``label_steps =
+    'first'``) or every step (``'all'``, an option: the class is then steered while the upper steps decide
+    it, since the ``t = 0`` chain's steps ``√s_0`` are too small to change it)."""
+    if hp.label_steps == "all" or hp.scheme == "marginal":
+        return jnp.ones(t.shape, bool)
+    return t == 0
 
 
 def energy_scale(hp: DiffusionHparams, t: jax.Array) -> jax.Array:
@@ -430,7 +456,7 @@ def train_step_ebm(
         u_pos, u_next = u0, u0
     u_neg = lax.stop_gradient(negative_samples(hp, params, u_pos, u_next, t, fold_keys(keys, _CHAIN)))
     z_pos, z_neg = to_z(hp, bb, u_pos), to_z(hp, bb, u_neg)
-    labels = batch.get("label")
+    labels = batch.get("attributes", batch.get("label"))  # (B, J) per-layer attributes or (B,) classes
     use_labels = bool(hp.label_layers) and labels is not None
 
     def loss_fn(ebm):
@@ -444,12 +470,13 @@ def train_step_ebm(
         loss = jnp.sum(per_layer)
         ce = jnp.zeros(())
         if use_labels:
-            at0 = (t == 0).astype(jnp.float32)
             scale = energy_scale(hp, t)[:, None]
             for i in hp.label_layers:  # softmax of the energies ⟨F, y⟩ (Eq. 19)
+                y = layer_labels(hp, labels, i)
+                on = (label_coupled(hp, t) & (y >= 0)).astype(jnp.float32)
                 logp = jax.nn.log_softmax(scale * outs[i][:b], axis=-1)
-                nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
-                ce = ce + jnp.sum(at0 * nll) / jnp.maximum(jnp.sum(at0), 1.0)
+                nll = -jnp.take_along_axis(logp, jnp.maximum(y, 0)[:, None], axis=-1)[:, 0]
+                ce = ce + jnp.sum(on * nll) / jnp.maximum(jnp.sum(on), 1.0)
             loss = loss + hp.label_weight * ce
         aux = (per_layer, jnp.mean(g[:b], axis=0), jnp.mean(g[b:], axis=0), ce)
         return loss, (aux, updated.get("batch_stats", stats))
@@ -662,6 +689,47 @@ def compose(
     return images.reshape(n, variations + 1, *images.shape[1:])
 
 
+def compose_attributes(
+    hp: DiffusionHparams,
+    params: Params,
+    key: jax.Array,
+    values: jax.Array,
+    stages: tuple[tuple[int, ...], ...],
+) -> jax.Array:
+    """Progressive multi-attribute sampling (Sec. 5.3, Fig. 4). ``values`` ``(n, J)``: one value per entry
+    of ``hp.label_layers``; ``stages``: which of those entries each stage specifies (e.g. ``((0,), (1,),
+    (2,))`` for gender at the top, then smile, then hair). Stage 0 samples every layer with its attributes;
+    stage ``s`` keeps the layers above the highest layer it couples, resamples that layer and those below
+    with every attribute specified so far. Returns images ``(n, len(stages), H, W, C)``."""
+    n, j = values.shape
+    chex.assert_equal(j, len(hp.label_layers))
+    bb, specified, u, rows = params["backbone"], set(), None, []
+    for s, cols in enumerate(stages):
+        specified |= set(cols)
+        mask = jnp.asarray([c in specified for c in range(j)])
+        labels = jnp.where(mask[None, :], values, -1)
+        keys = _chain_keys(jax.random.fold_in(key, s), n)
+        if s == 0:
+            u = sample_u(hp, params, keys, labels=labels)
+        else:
+            top = max(hp.label_layers[c] for c in cols)
+            free = tuple(i <= top for i in range(hp.num_layers))
+            u = sample_u(hp, params, keys, labels=labels, u_start=u, free=free)
+        rows.append(u)
+    us = jax.tree.map(lambda *a: jnp.stack(a, axis=1), *rows)
+    flat = tuple(a.reshape(n * len(stages), -1) for a in us)
+    images = decode(hp, bb, to_z(hp, bb, flat))
+    return images.reshape(n, len(stages), *images.shape[1:])
+
+
+def layer_logits(hp: DiffusionHparams, params: Params, z: Latents) -> jax.Array:
+    """The logits ``F_i,y`` of each label-coupled layer at ``t = 0``, ``(B, J, C)`` in ``hp.label_layers``
+    order (one classifier per attribute, Eq. 19)."""
+    t = jnp.zeros((batch_size_of(z),), jnp.int32)
+    outs = hp.energy_net().apply(_ebm_variables(params["ebm"], params["ebm_stats"]), tuple(z), t)
+    return energy_scale(hp, t)[:, None, None] * jnp.stack([outs[i] for i in hp.label_layers], axis=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class DiffusionTools:
     """Stage-2 functions behind the OOD-by-layer and controllable-synthesis evaluations (jitted)."""
@@ -672,6 +740,8 @@ class DiffusionTools:
     generate_labelled: Any
     compose: Any
     class_logits: Any
+    compose_attributes: Any
+    layer_logits: Any
 
 
 # ----------------------------------------------------------------------------- config binding
@@ -701,6 +771,8 @@ def hparams_from_config(config) -> DiffusionHparams:
         label_layers=tuple(int(i) - 1 for i in df.label_layers),
         num_classes=df.num_classes,
         label_weight=df.label_weight,
+        label_steps=df.label_steps,
+        label_guidance=df.label_guidance,
         temperature=df.temperature,
         unroll=config.sampler.prior_unroll,
     )
@@ -796,6 +868,8 @@ def make(config, steps_per_epoch: int) -> Method:
             ),
             compose=jax.jit(functools.partial(compose, hp), static_argnums=(3, 4)),
             class_logits=jax.jit(functools.partial(class_logits, hp)) if hp.label_layers else None,
+            compose_attributes=jax.jit(functools.partial(compose_attributes, hp), static_argnums=(3,)),
+            layer_logits=jax.jit(functools.partial(layer_logits, hp)) if hp.label_layers else None,
         )
     return Method(
         name="diffusion",

@@ -288,8 +288,8 @@ def _method_specific(setup: RunSetup, params, workdir: str, key) -> dict:
         out.update(diffusion_eval.ood_by_layer(setup, params, workdir, jax.random.fold_in(key, 0)))
         out["ood_seconds"] = round(time.time() - t0, 2)
     if tools.class_logits is not None:
-        if np.any(setup.splits.train.labels() < 0):
-            _say("controllable synthesis skipped: the dataset has no labels")
+        if np.any(setup.splits.train.labels() < 0) and not tuple(setup.config.data.attributes):
+            _say("controllable synthesis skipped: the dataset has no labels (or data.attributes)")
         else:
             key_labels = jax.random.fold_in(key, 1)
             out.update(diffusion_eval.controllable_synthesis(setup, params, workdir, key_labels))
