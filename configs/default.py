@@ -2,7 +2,8 @@
 
 ``get_config('lebm')`` is LEBM's train_svhn.py; ``get_config('joint')`` the joint hierarchical prior's
 train_fid.py (ICCV 2023); ``get_config('diffusion')`` the diffusion hierarchical prior's CIFAR-10 settings
-(ICML 2024, official-defaults §3.1) on a 3-layer hierarchical VAE backbone. Dataset files start from
+(ICML 2024, official-defaults §3.1) on a 3-layer hierarchical VAE backbone; ``get_config('bidvl')`` BiDVL's
+train_cifar_BiDVL.py (CVPR 2022, official-defaults §4.1). Dataset files start from
 :func:`get_config` and override values; keys not
 defined here are rejected at start-up, as are values outside :data:`CHOICES` or failing :data:`CHECKS`.
 Keys a method does not read are ignored by it (e.g. ``model.latent_dim`` by ``joint``, which reads
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import ml_collections
 
-METHODS = ("lebm", "joint", "diffusion")
+METHODS = ("lebm", "joint", "diffusion", "bidvl")
 DATASETS = ("digits", "svhn_cropped", "cifar10", "celeb_a", "mnist", "fashion_mnist")
+BIDVL_OOD_SETS = ("uniform", "holdout", *DATASETS)
 
 
 def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
@@ -160,15 +162,41 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     df.label_guidance = 1.0
     df.temperature = 1.0
     # OOD by layer (Sec. 5.2, Fig. 3) and controllable synthesis (Sec. 5.3, Figs. 4-5), stage 2.
-    e.ood = False
+    e.ood = False  # also BiDVL: AUROC of -E(v) against each of bidvl.ood_sets (Table 4)
     e.ood_source = "holdout"  # "holdout" (data.holdout_class in the test split) or another dataset name
     e.ood_max_examples = 1000  # per side
     e.label_samples_per_class = 50
     e.compose_variations = 7
+
+    # BiDVL (CVPR 2022): data-space conv energy, Gaussian inference net Q and generator P (with BatchNorm);
+    # model.latent_dim, model.likelihood_sigma, model.ebm_spectral_norm and train.* are shared keys.
+    c.bidvl = b = ml_collections.ConfigDict()
+    b.enc_width = 48  # Qbasec: Q's first conv width (doubled per stage)
+    b.gen_width = 48  # Pbasec: P's last hidden width is 2·Pbasec
+    b.ebm_width = 64  # Ebasec
+    b.energy_output = "softplus"  # E = softplus(net) >= 0 (the authors'); "identity": E = net
+    b.basic_ratio = 0.05  # r' of Eq. 15 (Table 5: 0.05 at 32x32, 0.1 at 64x64)
+    # Eq. 15's bias term: "none" (the paper's final choice, the authors' code), "sigmoid" (the paper's
+    # surrogate), "self_normalized" (the batch estimate of Eq. 15 as written).
+    b.bias = "none"
+    # "offset": Eqs. 13-14 (the paper's main results); "not_offset": Eqs. 11-12 with Sec. 4.4's upper-level
+    # KL for Q; "without": neither latent term (Table 6).
+    b.offset = "offset"
+    # latent reconstruction: "nll" = -log q(h|G(h)) (the paper); "code" = ||mu(G(h)) - h||^2 / d (authors)
+    b.latent_loss = "nll"
+    b.lower_steps = 1  # N of Algorithm 1
+    # "lower_first": Algorithm 1 (the paper); "upper_first": the authors' code (energy step, then Q and P)
+    b.order = "lower_first"
+    b.eval_batch_stats = False  # True: BatchNorm uses batch statistics at evaluation (the authors' FID code)
+    # OOD sets scored by -E(v) against the test split when eval.ood (Table 4): "uniform" (noise in [-1, 1]),
+    # "holdout" (data.holdout_class of the test split) or a dataset name (same size and channels).
+    b.ood_sets = ("uniform",)
     if method == "joint":
         _joint_svhn_defaults(c)
     elif method == "diffusion":
         _diffusion_cifar10_defaults(c)
+    elif method == "bidvl":
+        _bidvl_cifar10_defaults(c)
     return c
 
 
@@ -224,6 +252,33 @@ def _diffusion_cifar10_defaults(c: ml_collections.ConfigDict) -> None:
     c.eval.probe = True
 
 
+def _bidvl_cifar10_defaults(c: ml_collections.ConfigDict) -> None:
+    """BiDVL on CIFAR-10, the authors' train_cifar_BiDVL.py (official-defaults §4.1): h in R^100, widths
+    Q/P/E 48/48/64, Adam betas (0, 0.9), lr E 1e-4 / QP 3e-4, weight decay QP 1e-4 (coupled), decay 0.998
+    per epoch (start), 600 epochs of batch 100, no clipping; OOD against noise, SVHN and CelebA (Table 4)."""
+    c.data.name = "cifar10"
+    c.data.train_split = "train"
+    m = c.model
+    m.latent_dim = 100
+    m.ebm_spectral_norm = True
+    m.likelihood_sigma = 0.5**0.5  # ||v - G(h)||^2 / (2 sigma^2) = the authors' plain sum of squares
+    t = c.train
+    t.batch_size = 100
+    t.num_epochs = 600
+    t.lr_ebm = 1e-4
+    t.lr_gen = 3e-4
+    t.beta1 = 0.0
+    t.beta2 = 0.9
+    t.weight_decay_ebm = 0.0
+    t.weight_decay_gen = 1e-4
+    t.lr_decay = 0.998
+    t.lr_decay_at = "epoch_start"
+    t.grad_clip_norm = 0.0
+    c.eval.ood = True
+    c.eval.ood_max_examples = 10000
+    c.bidvl.ood_sets = ("uniform", "svhn_cropped", "celeb_a")
+
+
 def _positive(x) -> bool:
     return x > 0
 
@@ -246,6 +301,11 @@ CHOICES = {
     "diffusion.energy_scale": ("step", "none"),
     "diffusion.label_steps": ("first", "all"),
     "eval.fid_reference": ("train", "test"),
+    "bidvl.energy_output": ("softplus", "identity"),
+    "bidvl.bias": ("none", "sigmoid", "self_normalized"),
+    "bidvl.offset": ("offset", "not_offset", "without"),
+    "bidvl.latent_loss": ("nll", "code"),
+    "bidvl.order": ("lower_first", "upper_first"),
 }
 
 CHECKS = {
@@ -326,6 +386,15 @@ CHECKS = {
         lambda x: all(isinstance(k, int) and k > 0 for k in x),
         "a tuple of positive integers",
     ),
+    "bidvl.enc_width": (_positive, "a positive integer"),
+    "bidvl.gen_width": (_positive, "a positive integer"),
+    "bidvl.ebm_width": (_positive, "a positive integer"),
+    "bidvl.basic_ratio": (lambda x: x >= 0, "non-negative"),
+    "bidvl.lower_steps": (_positive, "a positive integer (N of Algorithm 1)"),
+    "bidvl.ood_sets": (
+        lambda x: all(s in BIDVL_OOD_SETS for s in x),
+        f"a tuple of names from {list(BIDVL_OOD_SETS)}",
+    ),
 }
 
 
@@ -352,6 +421,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _validate_joint(config)
     if config.method == "diffusion":
         _validate_diffusion(config)
+    if config.method == "bidvl":
+        _validate_bidvl(config)
     if (
         config.data.classes
         and config.data.holdout_class >= 0
@@ -429,6 +500,20 @@ def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
     if config.eval.ood and source == "holdout" and config.data.holdout_class < 0:
         raise ConfigError(
             "config key 'eval.ood' with eval.ood_source='holdout' needs 'data.holdout_class' >= 0"
+        )
+
+
+def _validate_bidvl(config: ml_collections.ConfigDict) -> None:
+    from latentebm_jax.training.validation import ConfigError
+
+    sets = tuple(config.bidvl.ood_sets)
+    if config.eval.ood and not sets:
+        raise ConfigError(
+            "config key 'eval.ood' is True but 'bidvl.ood_sets' is empty; name at least one set"
+        )
+    if config.eval.ood and "holdout" in sets and config.data.holdout_class < 0:
+        raise ConfigError(
+            "config key 'bidvl.ood_sets' names 'holdout' but 'data.holdout_class' is -1; set the class"
         )
 
 

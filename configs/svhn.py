@@ -1,5 +1,7 @@
 """SVHN 32×32 (tfds ``svhn_cropped``): the authors' defaults (default.py): LEBM's train_svhn.py, and for
-``:joint`` the ICCV 2023 train_fid.py (``extra`` split, 5 latent layers of 10)."""
+``:joint`` the ICCV 2023 train_fid.py (``extra`` split, 5 latent layers of 10). ``:bidvl``: BiDVL's CIFAR-10
+settings on SVHN (the paper trains on SVHN, Fig. 2, but publishes no SVHN script [uncertain]); OOD against
+uniform noise and CIFAR-10."""
 
 from configs import default
 
@@ -11,6 +13,8 @@ def get_config(method: str = "lebm"):
     c.train.eval_every = 50 * 732
     c.train.ckpt_every = 732
     c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
+    if method == "bidvl":
+        c.bidvl.ood_sets = ("uniform", "cifar10")
     if method == "joint":  # train_fid.py (default.py): the 531,131-image extra split, 5 layers of 10
         c.train.eval_every = 10 * 5311
         c.train.ckpt_every = 5311

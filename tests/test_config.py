@@ -11,7 +11,7 @@ from configs import default
 from latentebm_jax.training.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["digits", "digits32", "svhn", "cifar10", "celeba64", "mnist", "fashion_mnist"]
+CONFIGS = ["digits", "digits32", "svhn", "cifar10", "celeba64", "celeba32", "mnist", "fashion_mnist"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

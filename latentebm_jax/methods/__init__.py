@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from latentebm_jax.methods import diffusion, joint, lebm
+from latentebm_jax.methods import bidvl, diffusion, joint, lebm
 from latentebm_jax.methods.base import LatentTools, Method
 
-REGISTRY = {"lebm": lebm.make, "joint": joint.make, "diffusion": diffusion.make}
+REGISTRY = {"lebm": lebm.make, "joint": joint.make, "diffusion": diffusion.make, "bidvl": bidvl.make}
 
 
 def get_method(config, steps_per_epoch: int) -> Method:
@@ -15,4 +15,4 @@ def get_method(config, steps_per_epoch: int) -> Method:
     return REGISTRY[config.method](config, steps_per_epoch)
 
 
-__all__ = ["REGISTRY", "LatentTools", "Method", "diffusion", "get_method", "joint", "lebm"]
+__all__ = ["REGISTRY", "LatentTools", "Method", "bidvl", "diffusion", "get_method", "joint", "lebm"]

@@ -1,10 +1,19 @@
 """Flax linen modules only: energies, generators, encoders (no training logic)."""
 
-from latentebm_jax.nets.encoder import LadderEncoder
-from latentebm_jax.nets.energy import MLPEnergy, flatten_latents
-from latentebm_jax.nets.generator import DCGANGenerator, Generator8, HierarchicalGenerator, make_generator
+from latentebm_jax.nets.encoder import ConvGaussianEncoder, LadderEncoder
+from latentebm_jax.nets.energy import ConvEnergy, MLPEnergy, flatten_latents
+from latentebm_jax.nets.generator import (
+    BatchNormGenerator,
+    DCGANGenerator,
+    Generator8,
+    HierarchicalGenerator,
+    make_generator,
+)
 
 __all__ = [
+    "BatchNormGenerator",
+    "ConvEnergy",
+    "ConvGaussianEncoder",
     "DCGANGenerator",
     "Generator8",
     "HierarchicalGenerator",

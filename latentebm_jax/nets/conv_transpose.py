@@ -283,15 +283,14 @@ class TorchConvTranspose(nn.Module):
     padding: int
     impl: str = "fast"
     use_bias: bool = True  # the hierarchical generator's layers have none (ICCV 2023 code)
+    kernel_init: nn.initializers.Initializer = nn.initializers.xavier_normal()  # BiDVL: N(0, 0.02)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.impl not in CONV_IMPLS:
             raise ValueError(f"unknown conv_impl {self.impl!r}; allowed: {', '.join(CONV_IMPLS)}")
         k = self.kernel_size
-        kernel = self.param(
-            "kernel", nn.initializers.xavier_normal(), (k, k, x.shape[-1], self.features), jnp.float32
-        )
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
         bias = (
             self.param(
                 "bias", torch_default_bias(conv_transpose_bias_fan_in(self.features, k)), (self.features,)

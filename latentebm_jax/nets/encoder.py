@@ -6,6 +6,8 @@
 
 built as in the authors' code: a shared bottom-up trunk, and for every latent layer a separate branch from
 the trunk's current feature map to two Dense heads (mean and log-variance).
+
+:class:`ConvGaussianEncoder` is BiDVL's single-layer ``q_ω1(h|v)`` (CVPR 2022), with BatchNorm.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import jax
 from flax import linen as nn
 
-from latentebm_jax.nets.energy import torch_dense
+from latentebm_jax.nets.energy import num_halvings, torch_dense
+from latentebm_jax.nets.initializers import normal_002, torch_default_bias
 
 
 class DownBlock(nn.Module):
@@ -78,3 +81,55 @@ class LadderEncoder(nn.Module):
             )
         out.append(heads(h, n - 1))
         return tuple(out)
+
+
+class ConvGaussianEncoder(nn.Module):
+    """The Gaussian inference model ``q_ω1(h|v) = N(μ(v), diag e^{ℓ(v)})`` of BiDVL (Sec. 4.3), the authors'
+    ``Q`` network.
+
+    ``w = width`` (the authors' ``Qbasec`` = 48), ``n = log₂(size/4)``: conv 3/1/1 → ``w``, then ``n``
+    convs 4/2/1 doubling the width down to 4×4 (32×32: 48, 96, 192, 384; 64×64 up to 768); every conv
+    without bias, followed by BatchNorm and LeakyReLU 0.2. Two biased conv 4/1/0 heads give ``μ`` and the
+    log-variance ``ℓ``, ``(B, latent_dim)`` each. Kernels ``N(0, 0.02²)``.
+
+    BatchNorm (PyTorch's ``momentum=0.1, eps=1e-5``): ``train=True`` normalises by the batch statistics and
+    updates the running averages (call with ``mutable=['batch_stats']``); under ``pmap`` with
+    ``axis_name`` set the statistics are those of the *global* batch (synchronised BatchNorm).
+    ``train=False`` uses the running averages. (Flax keeps the biased batch variance in the running
+    average, PyTorch the unbiased one: a factor ``m/(m−1)`` with ``m`` ≥ batch × 16 values per channel.)
+    """
+
+    latent_dim: int = 100
+    width: int = 48
+    axis_name: str | None = None
+    negative_slope: float = 0.2
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> tuple[jax.Array, jax.Array]:
+        if x.ndim != 4:
+            raise ValueError(f"expected NHWC images, got shape {x.shape}")
+        n = num_halvings(x.shape[1])
+
+        def block(features: int, kernel: int, stride: int, h: jax.Array) -> jax.Array:
+            pad = ((1, 1), (1, 1))
+            h = nn.Conv(
+                features, (kernel, kernel), (stride, stride), pad, use_bias=False, kernel_init=normal_002()
+            )(h)
+            h = nn.BatchNorm(
+                use_running_average=not train, momentum=0.9, epsilon=1e-5, axis_name=self.axis_name
+            )(h)
+            return nn.leaky_relu(h, self.negative_slope)
+
+        h = block(self.width, 3, 1, x)
+        for i in range(n):
+            h = block(self.width * 2 ** (i + 1), 4, 2, h)
+        fan_in = h.shape[-1] * 16
+        head = lambda name: nn.Conv(
+            self.latent_dim,
+            (4, 4),
+            padding="VALID",
+            kernel_init=normal_002(),
+            bias_init=torch_default_bias(fan_in),
+            name=name,
+        )(h).reshape(x.shape[0], self.latent_dim)
+        return head("mean"), head("log_var")

@@ -6,13 +6,14 @@ last layer, so we parameterise ``f`` directly and translate the losses once (see
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from latentebm_jax.nets.initializers import torch_default_bias, torch_default_kernel
+from latentebm_jax.nets.initializers import normal_002, torch_default_bias, torch_default_kernel
 
 ACTIVATIONS = {
     # LEBM uses the exact (erf) GELU; jax.nn.gelu defaults to the tanh approximation.
@@ -222,3 +223,78 @@ class LayerwiseEnergy(nn.Module):
             )(zi, t, update_stats)
             for i, zi in enumerate(z)
         )
+
+
+# ----------------------------------------------------------------------------- data space (BiDVL, CVPR 2022)
+
+ENERGY_OUTPUTS = ("softplus", "identity")
+
+
+def num_halvings(image_size: int) -> int:
+    """Stride-2 stages from ``image_size`` down to 4×4 (``log₂(size/4)``); sizes are powers of two ≥ 8."""
+    if image_size < 8 or image_size & (image_size - 1):
+        raise ValueError(f"BiDVL networks need a power-of-two image size >= 8, got {image_size}")
+    return int(math.log2(image_size // 4))
+
+
+class ConvEnergy(nn.Module):
+    """The marginal data-space energy ``E_ψ′(v)`` of the decoupled EBLVM (BiDVL Eq. 8), the authors' ConvE.
+
+    Returns the *negative* energy ``f(v) = −E_ψ′(v)``, shape ``(B,)``, with ``E = softplus(out)`` (the
+    authors' output activation, ``E ≥ 0``; ``output='identity'`` gives ``E = out``).
+
+    Layers (``w = width``, the authors' ``Ebasec`` = 64; ``n = log₂(size/4)``; every convolution biased and
+    spectrally normalised, LeakyReLU 0.1 between): conv 3/1/1 → ``w``; ``n`` stages of conv 4/2/1 (same
+    width, halves the size) and conv 3/1/1 (doubles the width); at 4×4 a conv 4/1/0 → ``w·2ⁿ`` (1×1), fed
+    *without* an activation to a 1×1 conv → ``w·2ⁿ``, LeakyReLU 0.1, 1×1 conv → 1. 32×32: widths
+    64, 64/128, 128/256, 256/512, 512, head 512 → 512 → 1; 64×64 one more stage (up to 1024).
+
+    Kernels ``N(0, 0.02²)``, biases PyTorch's default. Spectral norm as ``MLPEnergy`` (one power iteration
+    per call, vector ``u`` in ``batch_stats``; ``update_stats=True`` stores it).
+    """
+
+    width: int = 64
+    output: str = "softplus"
+    spectral_norm: bool = True
+    negative_slope: float = 0.1
+
+    @nn.compact
+    def __call__(self, v: jax.Array, update_stats: bool = False) -> jax.Array:
+        if self.output not in ENERGY_OUTPUTS:
+            raise ValueError(f"unknown energy output {self.output!r}; allowed: {ENERGY_OUTPUTS}")
+        if v.ndim != 4:
+            raise ValueError(f"expected NHWC images, got shape {v.shape}")
+        n = num_halvings(v.shape[1])
+        act = lambda h: nn.leaky_relu(h, self.negative_slope)
+
+        def layer(module: nn.Module, h: jax.Array) -> jax.Array:
+            if self.spectral_norm:
+                return nn.SpectralNorm(module)(h, update_stats=update_stats)
+            return module(h)
+
+        def conv(features: int, kernel: int, stride: int, pad: int, h: jax.Array) -> jax.Array:
+            fan_in = h.shape[-1] * kernel * kernel
+            module = nn.Conv(
+                features,
+                (kernel, kernel),
+                (stride, stride),
+                ((pad, pad), (pad, pad)),
+                kernel_init=normal_002(),
+                bias_init=torch_default_bias(fan_in),
+            )
+            return layer(module, h)
+
+        def dense(features: int, h: jax.Array) -> jax.Array:  # the authors' 1×1 convolutions on 1×1 maps
+            module = nn.Dense(features, kernel_init=normal_002(), bias_init=torch_default_bias(h.shape[-1]))
+            return layer(module, h)
+
+        w = self.width
+        h = act(conv(w, 3, 1, 1, v))
+        for _ in range(n):
+            h = act(conv(w, 4, 2, 1, h))
+            w *= 2
+            h = act(conv(w, 3, 1, 1, h))
+        h = conv(w, 4, 1, 0, h).reshape(v.shape[0], w)  # 4×4 → 1×1, no activation after it
+        out = dense(1, act(dense(w, h)))[:, 0]
+        energy = jax.nn.softplus(out) if self.output == "softplus" else out
+        return -energy

@@ -7,6 +7,9 @@ stride-2 4×4 transposed convolutions (PyTorch padding 1) doubling the resolutio
 Channel pattern (``ngf`` the base width): 32×32 ``ngf·8, ·4, ·2 → C`` (SVHN, ``ngf = 64``);
 128×128 ``ngf·16, ·8, ·4, ·2, ·1 → C`` (CelebA-128, ``ngf = 128``); 64×64 continues the same pattern,
 ``ngf·8, ·4, ·2, ·1 → C`` (no 64×64 script is in the authors' repository).
+
+:class:`BatchNormGenerator` is BiDVL's generator (CVPR 2022): bias-free transposed convolutions with
+BatchNorm and ReLU.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from latentebm_jax.nets.conv_transpose import TorchConvTranspose
-from latentebm_jax.nets.initializers import conv_transpose_bias_fan_in, torch_default_bias
+from latentebm_jax.nets.energy import num_halvings
+from latentebm_jax.nets.initializers import conv_transpose_bias_fan_in, normal_002, torch_default_bias
 
 
 def torch_conv_transpose(
@@ -204,3 +208,52 @@ class HierarchicalGenerator(nn.Module):
             )
             h = act(conv3x3(c[i], name=f"block_{i}_out")(h))
         return jnp.tanh(conv3x3(self.channels, name="to_image")(h))
+
+
+# ----------------------------------------------------------------------------- BiDVL (CVPR 2022)
+
+
+class BatchNormGenerator(nn.Module):
+    """The BiDVL generator ``v = G_ω2(h)`` (Sec. 4.3), the authors' ``P`` network: ``h (B, d)`` to images.
+
+    ``w = width`` (the authors' ``Pbasec`` = 48), ``n = log₂(size/4)``: transposed conv 4/1/0 from the
+    1×1 latent to 4×4 with ``w·2ⁿ`` channels; ``n`` transposed convs 4/2/1, the first keeping the width,
+    the others halving it (32×32: 384@4, 384@8, 192@16, 96@32; 64×64: 768@4 … 96@64); each without bias and
+    followed by BatchNorm and ReLU; then a biased transposed conv 3/1/1 to ``channels`` (computed as the
+    equivalent 3×3 convolution) and ``tanh``. Kernels ``N(0, 0.02²)``, the last bias PyTorch's default.
+
+    BatchNorm as :class:`~latentebm_jax.nets.encoder.ConvGaussianEncoder` (``train``, ``axis_name``).
+    """
+
+    image_size: int = 32
+    channels: int = 3
+    width: int = 48
+    axis_name: str | None = None
+    conv_impl: str = "fast"
+
+    @nn.compact
+    def __call__(self, h: jax.Array, train: bool = True) -> jax.Array:
+        if h.ndim != 2:
+            raise ValueError(f"expected latents of shape (B, d), got {h.shape}")
+        n = num_halvings(self.image_size)
+        widths = [self.width * 2**n] + [self.width * 2 ** (n - i) for i in range(n)]
+        x = h.reshape(h.shape[0], 1, 1, -1)
+        for i, features in enumerate(widths):
+            stride, pad = (1, 0) if i == 0 else (2, 1)
+            x = TorchConvTranspose(
+                features, 4, stride, pad, impl=self.conv_impl, use_bias=False, kernel_init=normal_002()
+            )(x)
+            x = nn.BatchNorm(
+                use_running_average=not train, momentum=0.9, epsilon=1e-5, axis_name=self.axis_name
+            )(x)
+            x = nn.relu(x)
+        fan_in = conv_transpose_bias_fan_in(self.channels, 3)
+        x = nn.Conv(
+            self.channels,
+            (3, 3),
+            padding=((1, 1), (1, 1)),
+            kernel_init=normal_002(),
+            bias_init=torch_default_bias(fan_in),
+            name="to_image",
+        )(x)
+        return jnp.tanh(x)

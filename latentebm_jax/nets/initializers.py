@@ -5,6 +5,8 @@
 * ``xavier_normal`` for the LEBM generator's (transposed) convolutions, whose biases keep the PyTorch default.
   PyTorch computes a transposed convolution's ``fan_in`` from its *output* channels (``out · k · k``);
   :func:`conv_transpose_bias_fan_in` says so in one place.
+* ``N(0, 0.02²)`` for every (transposed) convolution of the BiDVL nets (:func:`normal_002`; the authors call
+  it ``Xavier_init``), whose biases keep the PyTorch default.
 """
 
 from __future__ import annotations
@@ -36,3 +38,8 @@ def torch_default_bias(fan_in: int) -> Initializer:
 def conv_transpose_bias_fan_in(out_channels: int, kernel_size: int) -> int:
     """PyTorch's ``fan_in`` for a ``ConvTranspose2d`` bias: output channels times the kernel area."""
     return out_channels * kernel_size * kernel_size
+
+
+def normal_002() -> Initializer:
+    """``N(0, 0.02²)``: the BiDVL authors' ``Xavier_init`` (despite its name) of every conv kernel."""
+    return nn.initializers.normal(0.02)

@@ -8,6 +8,7 @@
 * ``eval.fid``: FID and Inception Score, given a local Inception weights file (else skipped, and said so);
 * ``eval.probe``: per-layer latent probe accuracies (ICCV 2023 Table 1);
 * ``eval.hierarchy``: latent-space figures and latent-attack numbers (``training/representation.py``).
+* ``eval.ood``: the diffusion prior's OOD by layer; BiDVL's OOD AUROC of ``−E(v)`` (bidvl_eval.py).
 
 Pictures: ``samples.png``, ``reconstructions.png`` and long-run chains ``chain_<K'>.png``.
 """
@@ -274,10 +275,20 @@ def _probes(setup: RunSetup, params, key) -> dict:
 
 
 def _method_specific(setup: RunSetup, params, workdir: str, key) -> dict:
-    """The diffusion prior's OOD-by-layer and controllable-synthesis evaluations (stage 2)."""
+    """The diffusion prior's OOD-by-layer and controllable-synthesis evaluations (stage 2); BiDVL's OOD
+    detection by the negative marginal energy (``training/bidvl_eval.py``)."""
+    from latentebm_jax.methods.bidvl import BiDVLTools
     from latentebm_jax.methods.diffusion import DiffusionTools
 
     tools, ecfg = setup.method.extras, setup.config.eval
+    if isinstance(tools, BiDVLTools):
+        if not (ecfg.ood and is_main_process()):
+            return {}
+        from latentebm_jax.training import bidvl_eval
+
+        t0 = time.time()
+        out = bidvl_eval.ood_detection(setup, params, workdir, key)
+        return {**out, "ood_seconds": round(time.time() - t0, 2)}
     if not isinstance(tools, DiffusionTools) or not is_main_process():
         return {}
     from latentebm_jax.training import diffusion_eval
