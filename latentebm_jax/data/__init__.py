@@ -1,4 +1,4 @@
-"""Datasets: the embedded digits, tfds data sources, preprocessing and host-side batching."""
+"""Datasets: the embedded digits, tfds data sources, preprocessing and host-side batching; text corpora."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 from latentebm_jax.data.digits import load_digits
 from latentebm_jax.data.pipeline import EpochBatcher, iterate_once
 from latentebm_jax.data.sources import ArraySource, ImageSource, SubsetSource, only_classes, without_class
+from latentebm_jax.data.text import TEXT_CORPORA, TextCorpusNotFoundError, Vocabulary, load_text_corpus
 from latentebm_jax.data.tfds_sources import (
     CELEBA_ATTRIBUTES,
     TFDS_DATASETS,
@@ -68,6 +69,7 @@ def load_splits(data_config) -> DataSplits:
 __all__ = [
     "CELEBA_ATTRIBUTES",
     "DATASETS",
+    "TEXT_CORPORA",
     "TFDS_DATASETS",
     "ArraySource",
     "DataSplits",
@@ -75,11 +77,14 @@ __all__ = [
     "EpochBatcher",
     "ImageSource",
     "SubsetSource",
+    "TextCorpusNotFoundError",
     "TfdsSource",
+    "Vocabulary",
     "iterate_once",
     "load_digits",
     "load_source",
     "load_splits",
+    "load_text_corpus",
     "only_classes",
     "open_data_source",
     "without_class",

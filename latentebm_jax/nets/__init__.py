@@ -1,4 +1,4 @@
-"""Flax linen modules only: energies, generators, encoders (no training logic)."""
+"""Flax linen modules only: energies, generators, encoders, the text decoder (no training logic)."""
 
 from latentebm_jax.nets.encoder import ConvGaussianEncoder, LadderEncoder
 from latentebm_jax.nets.energy import ConvEnergy, MLPEnergy, flatten_latents
@@ -9,6 +9,7 @@ from latentebm_jax.nets.generator import (
     HierarchicalGenerator,
     make_generator,
 )
+from latentebm_jax.nets.text import LSTMDecoder
 
 __all__ = [
     "BatchNormGenerator",
@@ -17,6 +18,7 @@ __all__ = [
     "DCGANGenerator",
     "Generator8",
     "HierarchicalGenerator",
+    "LSTMDecoder",
     "LadderEncoder",
     "MLPEnergy",
     "flatten_latents",

@@ -1,0 +1,179 @@
+"""A small probabilistic grammar of English-like sentences: the project's own toy text corpus.
+
+The text experiments of LEBM (Sec. 3.2) need PTB/Yahoo/SNLI, which are not shipped. This grammar gives a
+corpus we can ship and, unlike real text, a *recogniser*: a generated sentence either is or is not in the
+language, so "samples parse far more often than random token strings" is a measurable check.
+
+Grammar (probabilities in brackets; ``AGR`` ∈ {sg, pl} is chosen once per clause and must agree)::
+
+    S        → NP[AGR] VP[AGR] "."                       AGR = sg [0.5] | pl [0.5]
+    NP[AGR]  → DET[AGR] ADJ^k N[AGR] (PP)                k = 0 [0.5] | 1 [0.35] | 2 [0.15];  PP [0.2]
+    PP       → P NP[sg] | P NP[pl]                       [0.5 each]
+    VP[AGR]  → VT[AGR] NP[sg|pl] [0.6] | VI[AGR] (PP) [0.4]   PP after VI [0.5]
+    DET[sg]  = the a this every          DET[pl] = the some these many two
+    ADJ      = small big red old happy quiet
+    N[sg]    = dog cat ball bird girl boy tree house       N[pl] = the same with -s
+    VT[sg]   = sees likes chases finds   VT[pl] = see like chase find
+    VI[sg]   = sleeps runs sings         VI[pl] = sleep run sing
+    P        = near under with
+
+Words are drawn uniformly inside each category. The vocabulary has 47 words plus ".". Subject-verb and
+determiner-noun agreement, word order and the final "." are what random strings over the same vocabulary
+violate. :func:`parses` is an exact recogniser for this (context-free, here even regular) language.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+DET = {"sg": ("the", "a", "this", "every"), "pl": ("the", "some", "these", "many", "two")}
+ADJ = ("small", "big", "red", "old", "happy", "quiet")
+_NOUN_STEMS = ("dog", "cat", "ball", "bird", "girl", "boy", "tree", "house")
+NOUN = {"sg": _NOUN_STEMS, "pl": tuple(w + "s" for w in _NOUN_STEMS)}
+VT = {"sg": ("sees", "likes", "chases", "finds"), "pl": ("see", "like", "chase", "find")}
+VI = {"sg": ("sleeps", "runs", "sings"), "pl": ("sleep", "run", "sing")}
+PREP = ("near", "under", "with")
+END = "."
+
+ADJ_COUNT_PROBS = (0.5, 0.35, 0.15)  # P(k adjectives), k = 0, 1, 2
+P_NP_PP = 0.2  # P(NP takes a prepositional phrase)
+P_TRANSITIVE = 0.6  # P(VP is VT NP) vs VI (PP)
+P_VI_PP = 0.5  # P(intransitive VP takes a PP)
+MAX_PP_DEPTH = 3  # nested PPs beyond this depth are not generated (and not accepted)
+
+
+def vocabulary() -> tuple[str, ...]:
+    """Every terminal of the grammar, sorted (48 words including ".")."""
+    words = {END, *ADJ, *PREP}
+    for agr in ("sg", "pl"):
+        words.update(DET[agr], NOUN[agr], VT[agr], VI[agr])
+    return tuple(sorted(words))
+
+
+class _Sampler:
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def pick(self, words: tuple[str, ...]) -> str:
+        return words[self.rng.integers(len(words))]
+
+    def agr(self) -> str:
+        return "sg" if self.rng.random() < 0.5 else "pl"
+
+    def np_(self, agr: str, depth: int) -> list[str]:
+        out = [self.pick(DET[agr])]
+        k = int(self.rng.choice(len(ADJ_COUNT_PROBS), p=ADJ_COUNT_PROBS))
+        out += [self.pick(ADJ) for _ in range(k)]
+        out.append(self.pick(NOUN[agr]))
+        if depth < MAX_PP_DEPTH and self.rng.random() < P_NP_PP:
+            out += self.pp(depth + 1)
+        return out
+
+    def pp(self, depth: int) -> list[str]:
+        return [self.pick(PREP), *self.np_(self.agr(), depth)]
+
+    def vp(self, agr: str) -> list[str]:
+        if self.rng.random() < P_TRANSITIVE:
+            return [self.pick(VT[agr]), *self.np_(self.agr(), 0)]
+        out = [self.pick(VI[agr])]
+        if self.rng.random() < P_VI_PP:
+            out += self.pp(1)
+        return out
+
+    def sentence(self) -> list[str]:
+        agr = self.agr()
+        return [*self.np_(agr, 0), *self.vp(agr), END]
+
+
+def sample_sentences(n: int, seed: int) -> list[str]:
+    """``n`` sentences (space-separated tokens) drawn from the grammar with ``numpy`` generator ``seed``."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    sampler = _Sampler(np.random.default_rng(seed))
+    return [" ".join(sampler.sentence()) for _ in range(n)]
+
+
+# ---- recogniser: recursive descent returning the set of positions where a constituent can end ----
+
+
+def _np_ends(tokens: tuple[str, ...], i: int, agr: str, depth: int) -> frozenset[int]:
+    if i >= len(tokens) or tokens[i] not in DET[agr]:
+        return frozenset()
+    j = i + 1
+    k = 0
+    ends: set[int] = set()
+    while True:
+        if j < len(tokens) and tokens[j] in NOUN[agr]:
+            ends.add(j + 1)
+        if k < len(ADJ_COUNT_PROBS) - 1 and j < len(tokens) and tokens[j] in ADJ:
+            j, k = j + 1, k + 1
+            continue
+        break
+    if depth < MAX_PP_DEPTH:
+        for e in tuple(ends):
+            ends |= _pp_ends(tokens, e, depth + 1)
+    return frozenset(ends)
+
+
+def _pp_ends(tokens: tuple[str, ...], i: int, depth: int) -> frozenset[int]:
+    if i >= len(tokens) or tokens[i] not in PREP:
+        return frozenset()
+    return _np_ends(tokens, i + 1, "sg", depth) | _np_ends(tokens, i + 1, "pl", depth)
+
+
+def _vp_ends(tokens: tuple[str, ...], i: int, agr: str) -> frozenset[int]:
+    if i >= len(tokens):
+        return frozenset()
+    if tokens[i] in VT[agr]:
+        return _np_ends(tokens, i + 1, "sg", 0) | _np_ends(tokens, i + 1, "pl", 0)
+    if tokens[i] in VI[agr]:
+        return frozenset({i + 1}) | _pp_ends(tokens, i + 1, 1)
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=65536)
+def _parses(tokens: tuple[str, ...]) -> bool:
+    n = len(tokens)
+    if n < 4 or tokens[-1] != END:
+        return False
+    for agr in ("sg", "pl"):
+        for e in _np_ends(tokens, 0, agr, 0):
+            if n - 1 in _vp_ends(tokens, e, agr):
+                return True
+    return False
+
+
+def parses(tokens: str | list[str] | tuple[str, ...]) -> bool:
+    """Whether ``tokens`` (a list of words, or one whitespace-separated string) is a sentence of the grammar.
+
+    Exact: accepts every sentence :func:`sample_sentences` can produce (any number of adjectives ≤ 2, PPs
+    nested up to ``MAX_PP_DEPTH``) and nothing else.
+    """
+    if isinstance(tokens, str):
+        tokens = tokens.split()
+    return _parses(tuple(tokens))
+
+
+# The shipped corpus ``latentebm_jax/data/text_toy/{split}.txt``: split -> (number of sentences, seed).
+TOY_SPLITS: dict[str, tuple[int, int]] = {"train": (10_000, 0), "valid": (1_000, 1), "test": (1_000, 2)}
+
+
+def write_toy_corpus(directory: str) -> None:
+    """Write ``train.txt``, ``valid.txt``, ``test.txt`` (one sentence per line) as in :data:`TOY_SPLITS`.
+
+    Regenerate the shipped files with ``python -m latentebm_jax.data.toy_grammar``.
+    """
+    import os
+
+    os.makedirs(directory, exist_ok=True)
+    for split, (n, seed) in TOY_SPLITS.items():
+        with open(os.path.join(directory, f"{split}.txt"), "w", encoding="utf-8") as f:
+            f.writelines(s + "\n" for s in sample_sentences(n, seed))
+
+
+if __name__ == "__main__":
+    import os
+
+    write_toy_corpus(os.path.join(os.path.dirname(os.path.abspath(__file__)), "text_toy"))
