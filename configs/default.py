@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ml_collections
 
-METHODS = ("lebm", "joint", "diffusion", "bidvl")
+METHODS = ("lebm", "joint", "diffusion", "bidvl", "lebm_text")
 DATASETS = ("digits", "svhn_cropped", "cifar10", "celeb_a", "mnist", "fashion_mnist")
+# Text corpora (method lebm_text): the shipped grammar corpus, PTB / Yahoo files, tfds snli.
+TEXT_DATASETS = ("text_toy", "ptb", "yahoo", "snli")
 BIDVL_OOD_SETS = ("uniform", "holdout", *DATASETS)
 
 
@@ -40,6 +42,8 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     d.holdout_class = -1  # >= 0: anomaly protocol, this class is left out of training
     d.classes = ()  # non-empty: keep only these classes in both splits (ICCV 2023 toy: (0, 1, 2))
     d.attributes = ()  # celeb_a attribute names read into batch["attributes"] (diffusion label coupling)
+    d.max_len = 40  # text: tokens per row, <bos> and <eos> included (longer sentences are truncated)
+    d.min_count = 1  # text: words seen fewer times in the training split map to <unk>
 
     c.model = m = ml_collections.ConfigDict()
     m.latent_dim = 100
@@ -191,13 +195,62 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     # OOD sets scored by -E(v) against the test split when eval.ood (Table 4): "uniform" (noise in [-1, 1]),
     # "holdout" (data.holdout_class of the test split) or a dataset name (same size and channels).
     b.ood_sets = ("uniform",)
+    # Text LEBM (Sec. 3.2): the LSTM decoder p(x|z) of nets/text.py and the metrics of Table 2. The
+    # decoder widths and dropout follow the text-VAE code bases (the paper does not give them).
+    c.text = tx = ml_collections.ConfigDict()
+    tx.embed_dim = 256
+    tx.decoder_hidden = 512
+    tx.dropout_in = 0.5
+    tx.dropout_out = 0.5
+    tx.temperature = 1.0  # sampling temperature of generated sentences (1 = the model)
+    # FPPL: perplexity of fppl_samples generated sentences under an LSTM LM trained on the real training
+    # text; RPPL: perplexity of the real test text under an LSTM LM trained on rppl_samples generated ones.
+    tx.fppl_samples = 1000
+    tx.rppl_samples = 10000
+    tx.lm_embed_dim = 128
+    tx.lm_hidden = 256
+    tx.lm_dropout = 0.3
+    tx.lm_epochs = 10
+    tx.lm_batch_size = 64
+    tx.lm_learning_rate = 1e-3
+    # Marginal NLL -log p(x) by importance sampling (nll_samples > 0; 0 = off): a Gaussian proposal fitted
+    # to nll_chains posterior chains per sentence, log Z(alpha) by log_partition_samples reference draws.
+    tx.nll_samples = 64
+    tx.nll_chains = 8
+    tx.log_partition_samples = 100_000
     if method == "joint":
         _joint_svhn_defaults(c)
     elif method == "diffusion":
         _diffusion_cifar10_defaults(c)
     elif method == "bidvl":
         _bidvl_cifar10_defaults(c)
+    elif method == "lebm_text":
+        _lebm_text_ptb_defaults(c)
     return c
+
+
+def _lebm_text_ptb_defaults(c: ml_collections.ConfigDict) -> None:
+    """Text LEBM on PTB (Sec. 3.2, Table 2). The paper gives K0 = 40 (Sec. 3.3); the other values are the
+    image LEBM's sampler and optimiser and the text-VAE conventions (10k vocabulary from the PTB files,
+    latent 32, batch 32): the authors' text settings are not published with the seed or official code."""
+    c.data.name = "ptb"
+    c.data.train_split = "train"
+    c.data.test_split = "test"
+    c.data.max_len = 40
+    c.data.min_count = 1
+    c.model.latent_dim = 32
+    c.model.ebm_hidden = 200
+    c.model.ebm_layers = 2
+    c.sampler.prior_steps = 40
+    c.train.batch_size = 32
+    c.train.num_epochs = 40
+    c.train.lr_ebm = 2e-5
+    c.train.lr_gen = 1e-3
+    c.train.grad_clip_norm = 5.0
+    c.train.log_every = 50
+    c.eval.long_run_steps = (40, 100)  # Table 3 decodes the chain every few steps up to K0 = 40
+    c.eval.long_run_chains = 4
+    c.eval.long_run_frames = 10
 
 
 def _joint_svhn_defaults(c: ml_collections.ConfigDict) -> None:
@@ -285,7 +338,7 @@ def _positive(x) -> bool:
 
 CHOICES = {
     "method": METHODS,
-    "data.name": DATASETS,
+    "data.name": DATASETS + TEXT_DATASETS,
     "data.crop": ("none", "celeba_lebm", "center160"),
     "data.resize_method": ("bilinear", "pad"),
     "data.channels": (1, 3),
@@ -386,6 +439,24 @@ CHECKS = {
         lambda x: all(isinstance(k, int) and k > 0 for k in x),
         "a tuple of positive integers",
     ),
+    "data.max_len": (lambda x: x >= 3, "an integer >= 3 (<bos>, a word, <eos>)"),
+    "data.min_count": (_positive, "a positive integer"),
+    "text.embed_dim": (_positive, "a positive integer"),
+    "text.decoder_hidden": (_positive, "a positive integer"),
+    "text.dropout_in": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "text.dropout_out": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "text.temperature": (lambda x: x >= 0, "non-negative (0 = greedy)"),
+    "text.fppl_samples": (lambda x: x >= 1, "a positive integer"),
+    "text.rppl_samples": (lambda x: x >= 10, "an integer >= 10"),
+    "text.lm_embed_dim": (_positive, "a positive integer"),
+    "text.lm_hidden": (_positive, "a positive integer"),
+    "text.lm_dropout": (lambda x: 0 <= x < 1, "in [0, 1)"),
+    "text.lm_epochs": (_positive, "a positive integer"),
+    "text.lm_batch_size": (_positive, "a positive integer"),
+    "text.lm_learning_rate": (_positive, "positive"),
+    "text.nll_samples": (lambda x: x >= 0, "a non-negative integer (0 = off)"),
+    "text.nll_chains": (lambda x: x >= 2, "an integer >= 2"),
+    "text.log_partition_samples": (_positive, "a positive integer"),
     "bidvl.enc_width": (_positive, "a positive integer"),
     "bidvl.gen_width": (_positive, "a positive integer"),
     "bidvl.ebm_width": (_positive, "a positive integer"),
@@ -417,6 +488,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             "config key 'model.ebm_hidden' is 0 (no EBM), which only method 'joint' supports; "
             "LEBM needs a positive width"
         )
+    _validate_modality(config)
     if config.method in ("joint", "diffusion"):
         _validate_joint(config)
     if config.method == "diffusion":
@@ -446,6 +518,41 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             "config key 'eval.anomaly' is True but 'data.holdout_class' is -1; set the class to hold out"
         )
+
+
+def _validate_modality(config: ml_collections.ConfigDict) -> None:
+    """Text corpora go with lebm_text, images with the other methods; image-only evaluations are off."""
+    from latentebm_jax.training.validation import ConfigError
+
+    text_method, text_data = config.method == "lebm_text", config.data.name in TEXT_DATASETS
+    if text_method and not text_data:
+        raise ConfigError(
+            f"config key 'data.name' is {config.data.name!r}, an image dataset; method 'lebm_text' needs a "
+            f"text corpus: one of {list(TEXT_DATASETS)}"
+        )
+    if text_data and not text_method:
+        raise ConfigError(
+            f"config key 'data.name' is the text corpus {config.data.name!r}; method {config.method!r} "
+            f"models images: use method 'lebm_text' (e.g. configs/text_toy.py)"
+        )
+    if not text_method:
+        return
+    if config.data.holdout_class >= 0 or tuple(config.data.classes) or tuple(config.data.attributes):
+        raise ConfigError(
+            "config keys 'data.holdout_class', 'data.classes' and 'data.attributes' select image classes; "
+            "text corpora have none (set -1, (), ())"
+        )
+    for key in ("anomaly", "fd", "fid", "probe", "hierarchy", "ood"):
+        if config.eval[key]:
+            raise ConfigError(
+                f"config key 'eval.{key}' is True, an image evaluation; method 'lebm_text' reports NLL, "
+                f"FPPL and RPPL instead (set it to False)"
+            )
+    for key in ("train_split", "test_split"):
+        if config.data[key] not in ("train", "valid", "test"):
+            raise ConfigError(
+                f"config key 'data.{key}' has value {config.data[key]!r}; text splits: train, valid, test"
+            )
 
 
 def _validate_joint(config: ml_collections.ConfigDict) -> None:

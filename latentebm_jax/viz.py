@@ -90,6 +90,21 @@ def save_chain_figure(
     return path
 
 
+def save_energy_profile(energy: np.ndarray, path: str, title: str = "") -> str:
+    """The energy profile ``−log p̃(z_k)`` (mean over chains) of a long-run chain against the Langevin step
+    (LEBM Fig. 3 bottom; the text chains of Table 3 have no image strip)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.plot(np.arange(len(energy)), np.asarray(energy), lw=1)
+    ax.set_xlabel("Langevin step k")
+    ax.set_ylabel("energy  −log p̃(z_k)")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
 def _plt():
     import matplotlib
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from latentebm_jax import priors
 from latentebm_jax.data.text import Vocabulary, load_text_corpus
@@ -17,7 +18,7 @@ from latentebm_jax.methods.common import example_keys, fold_keys, normal_per_exa
 from latentebm_jax.nets import text as text_nets
 from latentebm_jax.training.optim import torch_adam
 
-TRAIN = load_text_corpus("toy", "train")
+TRAIN = load_text_corpus("text_toy", "train")
 VOCAB = Vocabulary.from_sentences(TRAIN)
 MAX_LEN = 16
 
@@ -72,8 +73,9 @@ def test_posterior_log_joint_is_sum_of_terms():
     assert float(jnp.mean(ll)) < -1.0  # a real likelihood term, not zero
 
 
-def test_train_step_matches_reference_sgd():
-    hp = HP
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_train_step_matches_reference_sgd(dropout):
+    hp = dataclasses.replace(HP, dropout_in=dropout, dropout_out=dropout)
     lr_e, lr_d = 0.05, 0.3
     tx = {"ebm": optax.sgd(lr_e), "decoder": optax.sgd(lr_d)}
     state = lebm_text.init(hp, tx, jax.random.key(5))
@@ -89,8 +91,8 @@ def test_train_step_matches_reference_sgd():
     def f(ep, z):
         return ebm.apply({"params": ep}, z)
 
-    def ll(dp, z):
-        return text_nets.log_likelihood(dec, {"params": dp}, z, batch["ids"], batch["lengths"])
+    def ll(dp, z, dropout_key=None):
+        return text_nets.log_likelihood(dec, {"params": dp}, z, batch["ids"], batch["lengths"], dropout_key)
 
     def log_prior(z):
         return f(p["ebm"], z) + priors.gaussian_log_prob(z, hp.sigma_p)
@@ -102,7 +104,9 @@ def test_train_step_matches_reference_sgd():
         lambda z: ll(p["decoder"], z) + log_prior(z), z0p, fold_keys(keys, 3), step_size=0.1, num_steps=4
     )
     g_e = jax.grad(lambda ep: jnp.mean(f(ep, z_neg)) - jnp.mean(f(ep, z_pos)))(p["ebm"])
-    g_d = jax.grad(lambda dp: -jnp.mean(ll(dp, z_pos)))(p["decoder"])
+    # dropout in the decoder update only (the chains above ran without it), masks from the step key
+    drop_key = jax.random.fold_in(state.step_key(), 1 << 20) if dropout else None
+    g_d = jax.grad(lambda dp: -jnp.mean(ll(dp, z_pos, drop_key)))(p["decoder"])
     want_e = jax.tree.map(lambda a, g: a - lr_e * g, p["ebm"], g_e)
     want_d = jax.tree.map(lambda a, g: a - lr_d * g, p["decoder"], g_d)
 
@@ -112,7 +116,13 @@ def test_train_step_matches_reference_sgd():
     # the update is not a no-op
     moved = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), want_d, p["decoder"]))
     assert max(float(m) for m in moved) > 1e-4
-    np.testing.assert_allclose(metrics["loss_g"], -jnp.mean(ll(p["decoder"], z_pos)), rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss_g"], -jnp.mean(ll(p["decoder"], z_pos, drop_key)), rtol=1e-5)
+    if dropout:  # the masks are really applied: the update differs from the one without dropout
+        g_plain = jax.grad(lambda dp: -jnp.mean(ll(dp, z_pos)))(p["decoder"])
+        diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), g_plain, g_d)
+        assert max(jax.tree.leaves(diff)) > 1e-3 * max(
+            float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(g_d)
+        )
     np.testing.assert_allclose(
         metrics["loss_e"], jnp.mean(f(p["ebm"], z_neg)) - jnp.mean(f(p["ebm"], z_pos)), rtol=1e-4, atol=1e-6
     )

@@ -65,7 +65,7 @@ def test_shipped_toy_corpus_matches_seeded_sampler():
     for split, (n, seed) in toy_grammar.TOY_SPLITS.items():
         path = os.path.join(text_data.TOY_DIR, f"{split}.txt")
         total += os.path.getsize(path)
-        lines = load_text_corpus("toy", split)
+        lines = load_text_corpus("text_toy", split)
         assert len(lines) == n
         assert lines == toy_grammar.sample_sentences(n, seed)
     assert total < 1_000_000
@@ -87,7 +87,7 @@ def test_vocabulary_cutoff_unk_and_order():
 
 
 def test_vocabulary_round_trip_truncation_and_json(tmp_path):
-    train = load_text_corpus("toy", "train")[:500]
+    train = load_text_corpus("text_toy", "train")[:500]
     v = Vocabulary.from_sentences(train)
     ids, lengths = v.encode(train)
     assert v.decode(ids) == train

@@ -7,7 +7,14 @@ import dataclasses
 from latentebm_jax.data.digits import load_digits
 from latentebm_jax.data.pipeline import EpochBatcher, iterate_once
 from latentebm_jax.data.sources import ArraySource, ImageSource, SubsetSource, only_classes, without_class
-from latentebm_jax.data.text import TEXT_CORPORA, TextCorpusNotFoundError, Vocabulary, load_text_corpus
+from latentebm_jax.data.text import (
+    TEXT_CORPORA,
+    TextCorpusNotFoundError,
+    TextSource,
+    Vocabulary,
+    load_text_corpus,
+    load_text_sources,
+)
 from latentebm_jax.data.tfds_sources import (
     CELEBA_ATTRIBUTES,
     TFDS_DATASETS,
@@ -31,6 +38,7 @@ class DataSplits:
     train: ImageSource
     test: ImageSource
     holdout_class: int = -1
+    vocab: Vocabulary | None = None  # text corpora: the vocabulary built on the training split
 
 
 def load_source(data_config, split: str) -> ImageSource:
@@ -54,7 +62,17 @@ def load_source(data_config, split: str) -> ImageSource:
 
 def load_splits(data_config) -> DataSplits:
     """Train and test sources for a ``config.data`` (train without ``holdout_class`` if one is set; both
-    restricted to ``data.classes`` if that is non-empty)."""
+    restricted to ``data.classes`` if that is non-empty).
+
+    For a text corpus (``data.name`` in :data:`TEXT_CORPORA`) the sources are :class:`TextSource` rows of
+    width ``data.max_len``, with the vocabulary of the training split cut at ``data.min_count``.
+    """
+    if data_config.name in TEXT_CORPORA:
+        d = data_config
+        vocab, sources = load_text_sources(
+            d.name, d.data_dir or None, d.max_len, d.min_count, (d.train_split, d.test_split)
+        )
+        return DataSplits(train=sources[d.train_split], test=sources[d.test_split], vocab=vocab)
     train = load_source(data_config, data_config.train_split)
     test = load_source(data_config, data_config.test_split)
     classes = tuple(data_config.get("classes", ()))
@@ -78,6 +96,7 @@ __all__ = [
     "ImageSource",
     "SubsetSource",
     "TextCorpusNotFoundError",
+    "TextSource",
     "TfdsSource",
     "Vocabulary",
     "iterate_once",
@@ -85,6 +104,7 @@ __all__ = [
     "load_source",
     "load_splits",
     "load_text_corpus",
+    "load_text_sources",
     "only_classes",
     "open_data_source",
     "without_class",

@@ -5,7 +5,7 @@ including ``<bos>`` and ``<eos>``. The decoder (``nets/text.py``) models ``x = (
 ``z`` autoregressively (LEBM Eq. 4), so ``<bos>`` is only ever an input.
 
 Corpora (LEBM Sec. 3.2 uses PTB, Yahoo and SNLI):
-- ``toy``: the project's grammar corpus, shipped in ``latentebm_jax/data/text_toy/`` (``toy_grammar.py``).
+- ``text_toy``: the project's grammar corpus (``toy_grammar.py``), in ``latentebm_jax/data/text_toy/``.
 - ``ptb`` / ``yahoo``: a local directory with ``{name}.{train,valid,test}.txt``, one sentence per line,
   already tokenised (the layout of the text-VAE repositories); nothing is downloaded.
 - ``snli``: premise and hypothesis texts of tfds ``snli`` through ``tfds.data_source`` (lower-cased).
@@ -26,7 +26,7 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 TOY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "text_toy")
 FILE_CORPORA = ("ptb", "yahoo")
-TEXT_CORPORA = ("toy", *FILE_CORPORA, "snli")
+TEXT_CORPORA = ("text_toy", *FILE_CORPORA, "snli")
 SPLITS = ("train", "valid", "test")
 # Our split names -> tfds snli split names.
 _SNLI_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
@@ -172,12 +172,12 @@ def corpus_files(name: str, data_dir: str) -> dict[str, str]:
 def load_text_corpus(name: str, split: str, data_dir: str | None = None) -> list[str]:
     """The sentences of one split (``train``, ``valid``, ``test``) of corpus ``name``.
 
-    ``toy`` needs no ``data_dir``; ``ptb``/``yahoo`` read ``{data_dir}/{name}.{split}.txt``; ``snli`` reads
-    tfds ``snli`` from the tfds ``data_dir`` (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+    ``text_toy`` needs no ``data_dir``; ``ptb``/``yahoo`` read ``{data_dir}/{name}.{split}.txt``; ``snli``
+    reads tfds ``snli`` from the tfds ``data_dir`` (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; available: {SPLITS}")
-    if name == "toy":
+    if name == "text_toy":
         return read_lines(os.path.join(TOY_DIR, f"{split}.txt"))
     if name in FILE_CORPORA:
         return _load_file_corpus(name, split, data_dir)
@@ -254,3 +254,58 @@ def _open_snli(split: str, data_dir: str | None):
             f"with:\n  {prepare_command('snli', data_dir)}\n(on a machine with network access, then copy "
             f"{data_dir}/snli here). Underlying error: {type(err).__name__}: {err}"
         ) from err
+
+
+class TextSource:
+    """An in-memory source of encoded sentences for the host-side pipeline (``data/pipeline.py``).
+
+    ``get(indices)`` returns ``{"ids": (n, T) int32, "lengths": (n,) int32}`` (the layout of
+    :meth:`Vocabulary.encode`); ``labels()`` is all −1 (the text corpora here are unlabelled).
+    """
+
+    def __init__(self, ids: np.ndarray, lengths: np.ndarray, sentences: Sequence[str] = ()):
+        ids, lengths = np.asarray(ids, np.int32), np.asarray(lengths, np.int32)
+        if ids.ndim != 2 or lengths.shape != (ids.shape[0],):
+            raise ValueError(f"ids must be (N, T) and lengths (N,), got {ids.shape} and {lengths.shape}")
+        if len(ids) and (lengths.min() < 2 or lengths.max() > ids.shape[1]):
+            raise ValueError(f"lengths must lie in [2, {ids.shape[1]}] (<bos> and <eos> included)")
+        self.ids, self.lengths = ids, lengths
+        self.sentences = list(sentences)
+        self.max_len = ids.shape[1]
+
+    @classmethod
+    def from_sentences(cls, sentences: Sequence[str], vocab: Vocabulary, max_len: int) -> TextSource:
+        """Encode ``sentences`` with ``vocab`` into rows of width ``max_len`` (longer ones truncated)."""
+        ids, lengths = vocab.encode(sentences, max_len)
+        return cls(ids, lengths, sentences)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def labels(self) -> np.ndarray:
+        return np.full((len(self),), -1, np.int64)
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        indices = np.asarray(indices)
+        return {"ids": self.ids[indices], "lengths": self.lengths[indices]}
+
+    def num_tokens(self) -> int:
+        """Predicted tokens (words and ``<eos>``, not ``<bos>``): the perplexity denominator."""
+        return int(np.sum(self.lengths - 1))
+
+
+def load_text_sources(
+    name: str,
+    data_dir: str | None,
+    max_len: int,
+    min_count: int = 1,
+    splits: Sequence[str] = ("train", "test"),
+) -> tuple[Vocabulary, dict[str, TextSource]]:
+    """The vocabulary built on the ``train`` split (cut at ``min_count``) and the encoded ``splits``."""
+    train = load_text_corpus(name, "train", data_dir)
+    vocab = Vocabulary.from_sentences(train, min_count)
+    sources = {}
+    for split in splits:
+        sentences = train if split == "train" else load_text_corpus(name, split, data_dir)
+        sources[split] = TextSource.from_sentences(sentences, vocab, max_len)
+    return vocab, sources

@@ -156,6 +156,76 @@ def parses(tokens: str | list[str] | tuple[str, ...]) -> bool:
     return _parses(tuple(tokens))
 
 
+# ---- exact probability: the same recursion, carrying {end position: probability} -------------------
+
+
+def _np_probs(tokens: tuple[str, ...], i: int, agr: str, depth: int) -> dict[int, float]:
+    if i >= len(tokens) or tokens[i] not in DET[agr]:
+        return {}
+    out: dict[int, float] = {}
+    j, p = i + 1, 1.0 / len(DET[agr])
+    for k, p_k in enumerate(ADJ_COUNT_PROBS):
+        if k > 0:  # one more adjective
+            if j >= len(tokens) or tokens[j] not in ADJ:
+                break
+            j, p = j + 1, p / len(ADJ)
+        if j < len(tokens) and tokens[j] in NOUN[agr]:
+            p_noun = p * p_k / len(NOUN[agr])
+            if depth < MAX_PP_DEPTH:
+                out[j + 1] = out.get(j + 1, 0.0) + p_noun * (1.0 - P_NP_PP)
+                for e, q in _pp_probs(tokens, j + 1, depth + 1).items():
+                    out[e] = out.get(e, 0.0) + p_noun * P_NP_PP * q
+            else:
+                out[j + 1] = out.get(j + 1, 0.0) + p_noun
+    return out
+
+
+def _pp_probs(tokens: tuple[str, ...], i: int, depth: int) -> dict[int, float]:
+    if i >= len(tokens) or tokens[i] not in PREP:
+        return {}
+    out: dict[int, float] = {}
+    for agr in ("sg", "pl"):
+        for e, q in _np_probs(tokens, i + 1, agr, depth).items():
+            out[e] = out.get(e, 0.0) + q * 0.5 / len(PREP)
+    return out
+
+
+def _vp_probs(tokens: tuple[str, ...], i: int, agr: str) -> dict[int, float]:
+    out: dict[int, float] = {}
+    if i >= len(tokens):
+        return out
+    if tokens[i] in VT[agr]:
+        for obj_agr in ("sg", "pl"):
+            for e, q in _np_probs(tokens, i + 1, obj_agr, 0).items():
+                out[e] = out.get(e, 0.0) + P_TRANSITIVE / len(VT[agr]) * 0.5 * q
+    elif tokens[i] in VI[agr]:
+        p_vi = (1.0 - P_TRANSITIVE) / len(VI[agr])
+        out[i + 1] = p_vi * (1.0 - P_VI_PP)
+        for e, q in _pp_probs(tokens, i + 1, 1).items():
+            out[e] = out.get(e, 0.0) + p_vi * P_VI_PP * q
+    return out
+
+
+def log_prob(tokens: str | list[str] | tuple[str, ...]) -> float:
+    """``log P(sentence)`` under the grammar's generative process (``−inf`` outside the language).
+
+    Sums over every derivation (``"the"`` is a determiner of both numbers, so a phrase's number can be
+    ambiguous until its noun). The mean of ``−log_prob`` over sampled sentences is the language's entropy per
+    sentence: the floor of any model's NLL on this corpus, used as the real-data baseline of the text metrics.
+    """
+    if isinstance(tokens, str):
+        tokens = tokens.split()
+    tokens = tuple(tokens)
+    n = len(tokens)
+    if n < 4 or tokens[-1] != END:
+        return float("-inf")
+    total = 0.0
+    for agr in ("sg", "pl"):
+        for e, q in _np_probs(tokens, 0, agr, 0).items():
+            total += 0.5 * q * _vp_probs(tokens, e, agr).get(n - 1, 0.0)
+    return float(np.log(total)) if total > 0 else float("-inf")
+
+
 # The shipped corpus ``latentebm_jax/data/text_toy/{split}.txt``: split -> (number of sentences, seed).
 TOY_SPLITS: dict[str, tuple[int, int]] = {"train": (10_000, 0), "valid": (1_000, 1), "test": (1_000, 2)}
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from latentebm_jax import losses
 from latentebm_jax.langevin import langevin
 
 PyTree = Any
@@ -56,6 +57,48 @@ def apply_updates(
     return optax.apply_updates(params, updates), opt_state
 
 
+def contrastive_ebm_grad(
+    neg_energy_fn: Callable[[PyTree, jax.Array], jax.Array],
+    ebm_params: PyTree,
+    z_pos: jax.Array,
+    z_neg: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array, PyTree]:
+    """The EBM half of LEBM's Algorithm 1 (Eq. 10): ``(loss_e, f(z⁺), f(z⁻), ∇ loss_e)`` with
+    ``loss_e = mean f(z⁻) − mean f(z⁺)`` and ``neg_energy_fn(params, z) = f_α(z)``."""
+
+    def loss(params):
+        f_pos, f_neg = neg_energy_fn(params, z_pos), neg_energy_fn(params, z_neg)
+        return losses.contrastive_ebm_loss(f_pos, f_neg), (f_pos, f_neg)
+
+    (loss_e, (f_pos, f_neg)), grads = jax.value_and_grad(loss, has_aux=True)(ebm_params)
+    return loss_e, f_pos, f_neg, grads
+
+
+def apply_updates_per_network(
+    tx: dict[str, optax.GradientTransformation], grads: dict, opt_state: dict, params: dict
+) -> tuple[dict, dict]:
+    """One step of each network's own optimiser ``tx[name]`` (every name in ``grads``); networks without
+    gradients keep their parameters and optimiser state."""
+    new_params, new_opt = dict(params), dict(opt_state)
+    for name in grads:
+        new_params[name], new_opt[name] = apply_updates(tx[name], grads[name], opt_state[name], params[name])
+    return new_params, new_opt
+
+
+def short_run_metrics(
+    loss_e: jax.Array, f_pos: jax.Array, f_neg: jax.Array, z_pos: jax.Array, z_neg: jax.Array
+) -> dict[str, jax.Array]:
+    """The EBM-side numbers every LEBM-style step logs: loss, mean ``f`` at posterior and prior samples,
+    mean latent norms."""
+    return {
+        "loss_e": loss_e,
+        "f_pos": jnp.mean(f_pos),
+        "f_neg": jnp.mean(f_neg),
+        "z_pos_norm": jnp.mean(jnp.linalg.norm(z_pos, axis=-1)),
+        "z_neg_norm": jnp.mean(jnp.linalg.norm(z_neg, axis=-1)),
+    }
+
+
 def long_run_prior_chain(
     log_prior_fn: Callable[[PyTree], jax.Array],
     decode_fn: Callable[[PyTree], jax.Array],
@@ -94,6 +137,6 @@ def long_run_prior_chain(
     energy = -jnp.concatenate([log_probs.reshape(-1), jnp.mean(log_prior_fn(z_last))[None]])
     return {
         "images": images,
-        "steps": jnp.arange(images.shape[0]) * record_every,
+        "steps": jnp.arange(jax.tree.leaves(images)[0].shape[0]) * record_every,
         "energy": energy,
     }

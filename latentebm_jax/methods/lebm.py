@@ -30,12 +30,14 @@ from latentebm_jax import losses, priors
 from latentebm_jax.langevin import langevin
 from latentebm_jax.methods.base import LatentTools, Method
 from latentebm_jax.methods.common import (
-    apply_updates,
+    apply_updates_per_network,
+    contrastive_ebm_grad,
     cross_replica_mean,
     example_keys,
     fold_keys,
     long_run_prior_chain,
     normal_per_example,
+    short_run_metrics,
 )
 from latentebm_jax.nets import MLPEnergy, make_generator
 from latentebm_jax.training.optim import ebm_and_model_adams
@@ -190,28 +192,16 @@ def train_step(
         x_hat = decode(hp, gen_params, z_pos)
         return losses.gaussian_reconstruction_loss(x, x_hat, hp.sigma, hp.generator_loss), x_hat
 
-    def ebm_loss(ebm_params):
-        f_pos = neg_energy(hp, ebm_params, z_pos)
-        f_neg = neg_energy(hp, ebm_params, z_neg)
-        return losses.contrastive_ebm_loss(f_pos, f_neg), (f_pos, f_neg)
-
     (loss_g, x_hat), g_gen = jax.value_and_grad(gen_loss, has_aux=True)(params["gen"])
-    (loss_e, (f_pos, f_neg)), g_ebm = jax.value_and_grad(ebm_loss, has_aux=True)(params["ebm"])
+    loss_e, f_pos, f_neg, g_ebm = contrastive_ebm_grad(
+        functools.partial(neg_energy, hp), params["ebm"], z_pos, z_neg
+    )
     grads = cross_replica_mean({"gen": g_gen, "ebm": g_ebm}, axis_name)
-
-    new_params, new_opt = {}, {}
-    for name in ("gen", "ebm"):
-        new_params[name], new_opt[name] = apply_updates(
-            tx[name], grads[name], state.opt_state[name], params[name]
-        )
+    new_params, new_opt = apply_updates_per_network(tx, grads, state.opt_state, params)
     metrics = {
         "loss_g": loss_g,
-        "loss_e": loss_e,
-        "f_pos": jnp.mean(f_pos),
-        "f_neg": jnp.mean(f_neg),
+        **short_run_metrics(loss_e, f_pos, f_neg, z_pos, z_neg),
         "mse_pos": jnp.mean(jnp.square(x - x_hat)),
-        "z_pos_norm": jnp.mean(jnp.linalg.norm(z_pos, axis=-1)),
-        "z_neg_norm": jnp.mean(jnp.linalg.norm(z_neg, axis=-1)),
         "grad_norm_g": optax.tree.norm(grads["gen"]),
         "grad_norm_e": optax.tree.norm(grads["ebm"]),
     }

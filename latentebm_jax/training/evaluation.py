@@ -327,6 +327,11 @@ def evaluate(
     key = jax.random.fold_in(stream_key(config.seed, EVAL_STREAM), step)
     ecfg = config.eval
     summary: dict[str, Any] = {"method": config.method, "dataset": config.data.name, "step": step}
+    if setup.method.modality == "text":
+        from latentebm_jax.training import text_eval
+
+        summary.update(text_eval.evaluate_text(setup, params, workdir, key, step))
+        return _finish(summary, workdir, step, t0)
     recon, shown = _reconstruction_and_anomaly(setup, params, jax.random.fold_in(key, 0))
     summary.update(recon)
     if ecfg.fd:
@@ -341,6 +346,11 @@ def evaluate(
     if is_main_process():
         viz.save_reconstructions(*shown, os.path.join(workdir, "reconstructions.png"))
         write_samples_and_chains(setup, params, workdir, step, EVAL_STREAM)
+    return _finish(summary, workdir, step, t0)
+
+
+def _finish(summary: dict[str, Any], workdir: str, step: int, t0: float) -> dict[str, Any]:
+    """Add the evaluation time; write ``summary.json`` and the ``eval/`` numbers to ``metrics.jsonl``."""
     summary["eval_seconds"] = round(time.time() - t0, 2)
     if is_main_process():
         write_json(os.path.join(workdir, "summary.json"), summary)
@@ -352,10 +362,17 @@ def evaluate(
 def write_samples_and_chains(
     setup: RunSetup, params: Any, workdir: str, step: int, stream: int, subdir: str = ""
 ) -> list[str]:
-    """``samples.png`` and one ``chain_<K'>.png`` (+ ``_energy.npy``) per long-run length; returns paths."""
+    """``samples.png`` and one ``chain_<K'>.png`` (+ ``_energy.npy``) per long-run length; returns paths.
+
+    Text models write ``samples.txt`` and ``chain_<K'>.txt`` / ``_energy.png`` instead (``text_eval.py``).
+    """
     cfg, method = setup.config, setup.method
     key = jax.random.fold_in(stream_key(cfg.seed, stream), step)
     out = os.path.join(workdir, subdir)
+    if method.modality == "text":
+        from latentebm_jax.training import text_eval
+
+        return text_eval.write_text_outputs(setup, params, out, key, step)
     samples = np.asarray(method.generate(params, jax.random.fold_in(key, 0), cfg.eval.num_samples))
     paths = [viz.save_image_grid(samples, os.path.join(out, "samples.png"))]
     if method.long_run_chain is None:

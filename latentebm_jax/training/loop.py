@@ -190,6 +190,9 @@ def _eval_pictures(setup: RunSetup, params: Any, workdir: str, writer: MetricsWr
     cfg, method = setup.config, setup.method
     key = jax.random.fold_in(stream_key(cfg.seed, EVAL_STREAM), step)
     params = jax.device_put(params)
+    if method.modality == "text":
+        _eval_sentences(setup, params, workdir, writer, step, key)
+        return
     samples = np.asarray(method.generate(params, key, cfg.eval.num_samples))
     viz.save_image_grid(samples, os.path.join(workdir, "samples", f"samples_{step:07d}.png"))
     batch, valid = next(iterate_once(setup.splits.test, cfg.eval.batch_size))
@@ -201,3 +204,21 @@ def _eval_pictures(setup: RunSetup, params: Any, workdir: str, writer: MetricsWr
         os.path.join(workdir, "reconstructions", f"recon_{step:07d}.png"),
     )
     writer.write(step, {"eval/recon_mse_batch": float(np.mean(per_example_mse(x[:valid], x_hat[:valid])))})
+
+
+def _eval_sentences(
+    setup: RunSetup, params: Any, workdir: str, writer: MetricsWriter, step: int, key
+) -> None:
+    """Generated sentences and the reconstruction NLL of one test batch at an eval interval (text models)."""
+    from latentebm_jax.training import text_eval
+
+    cfg, tools = setup.config, setup.method.extras
+    path = os.path.join(workdir, "samples", f"samples_{step:07d}.txt")
+    sentences = text_eval.write_samples(setup, params, path, key, cfg.eval.num_samples)
+    log.info("step %d samples:\n  %s", step, "\n  ".join(sentences[:5]))
+    batch, valid = next(iterate_once(setup.splits.test, cfg.eval.batch_size))
+    ll = np.asarray(
+        tools.recon_log_likelihood(params, batch["ids"], batch["lengths"], jax.random.fold_in(key, 1))
+    )
+    tokens = np.sum(batch["lengths"][:valid] - 1)
+    writer.write(step, {"eval/recon_nll_per_token_batch": float(-np.sum(ll[:valid]) / tokens)})

@@ -55,7 +55,7 @@ class RunSetup:
             self.splits.train, gb, config.seed, jax.process_index(), jax.process_count()
         )
         self.steps_per_epoch = self.batcher.steps_per_epoch
-        self.method: Method = get_method(config, self.steps_per_epoch)
+        self.method: Method = get_method(config, self.steps_per_epoch, self.splits.vocab)
         t = config.train
         epochs = self.method.num_epochs or t.num_epochs
         self.total_steps = t.num_steps if t.num_steps > 0 else epochs * self.steps_per_epoch

@@ -1,0 +1,50 @@
+"""Text LEBM (Pang et al. 2020, Sec. 3.2) on the shipped toy-grammar corpus: the CPU-sized text run.
+
+The corpus (``latentebm_jax/data/text_toy``, 10,000 / 1,000 / 1,000 sentences of a documented probabilistic
+grammar, ``latentebm_jax/data/toy_grammar.py``) needs no download. Besides LEBM's Table 2 metrics (NLL,
+FPPL, RPPL) the evaluation reports what only a known grammar allows: the fraction of generated sentences
+that parse (against random strings of the same lengths) and the grammar's own per-token perplexity, the
+floor any model's NLL can reach.
+
+    python -m experiments.main --config=configs/text_toy.py --workdir=runs/text_toy
+
+Sizes are scaled to the 48-word language (latent 16, embeddings 64, LSTM 128, language models 64/128);
+the sampler is the paper's (K0 = 40) with the image LEBM's step sizes.
+"""
+
+from configs import default
+
+
+def get_config(method: str = "lebm_text"):
+    method = method or "lebm_text"
+    if method != "lebm_text":
+        raise ValueError(f"configs/text_toy.py is a text config; method must be 'lebm_text', got {method!r}")
+    c = default.get_config("lebm_text")
+    c.data.name = "text_toy"
+    c.data.max_len = 32  # the longest toy sentence has 30 words
+    c.data.min_count = 1
+    c.model.latent_dim = 16
+    c.text.embed_dim = 64
+    c.text.decoder_hidden = 128
+    c.text.dropout_in = 0.0
+    c.text.dropout_out = 0.0
+    c.text.fppl_samples = 1000
+    c.text.rppl_samples = 10000  # as many generated sentences as the real training split has
+    c.text.lm_embed_dim = 64
+    c.text.lm_hidden = 128
+    c.text.lm_epochs = 5
+    c.text.nll_samples = 16
+    c.text.nll_chains = 4
+    c.train.batch_size = 100
+    c.train.num_epochs = 10
+    c.train.lr_ebm = 1e-4
+    c.train.lr_gen = 2e-3
+    c.train.log_every = 20
+    c.train.eval_every = 500
+    c.train.ckpt_every = 500
+    c.eval.batch_size = 100
+    c.eval.num_samples = 20  # sentences printed / written at every eval interval
+    c.eval.long_run_steps = (40, 200)
+    c.eval.long_run_chains = 4
+    c.eval.long_run_frames = 10
+    return c
