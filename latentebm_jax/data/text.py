@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 
@@ -275,7 +276,16 @@ class TextSource:
 
     @classmethod
     def from_sentences(cls, sentences: Sequence[str], vocab: Vocabulary, max_len: int) -> TextSource:
-        """Encode ``sentences`` with ``vocab`` into rows of width ``max_len`` (longer ones truncated)."""
+        """Encode ``sentences`` with ``vocab`` into rows of width ``max_len`` (longer ones truncated, with a
+        warning giving how many)."""
+        too_long = sum(len(tokenize(s)) > max_len - 2 for s in sentences)
+        if too_long:
+            logging.getLogger("latentebm_jax.data").warning(
+                "%d of %d sentences have more than %d words and are truncated (raise data.max_len)",
+                too_long,
+                len(sentences),
+                max_len - 2,
+            )
         ids, lengths = vocab.encode(sentences, max_len)
         return cls(ids, lengths, sentences)
 

@@ -113,8 +113,9 @@ def marginal_nll(setup: RunSetup, params: Any, key: jax.Array) -> dict[str, Any]
         "nll_ppl": float(np.exp(total / tokens)),
         "log_partition": float(log_z),
         "nll_estimate": (
-            f"importance sampling, {t.nll_samples} draws from a Gaussian fitted to {t.nll_chains} posterior "
-            f"chains per sentence; log Z(alpha) from {t.log_partition_samples} reference-prior draws"
+            f"importance sampling, {t.nll_samples} draws from ½ a Gaussian fitted to {t.nll_chains} "
+            f"posterior chains per sentence + ½ the reference prior; log Z(alpha) from "
+            f"{t.log_partition_samples} reference-prior draws"
         ),
     }
 
