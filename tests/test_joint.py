@@ -270,11 +270,17 @@ def tiny_joint_config(**overrides):
     c.model.hier_widths = (8, 16, 32, 128)
     c.model.ebm_hidden = 32
     c.sampler.prior_steps = 10
-    c.train.num_steps = 300
-    c.train.log_every = 50
-    c.train.ckpt_every = 300
+    # 200 steps of 50 at 3x the config's generator learning rate: a third of the examples of 300 steps of
+    # 100 at 1e-3, and still learns the hierarchy (measured: probe accuracies 0.53 / 0.54 / 0.63 bottom to
+    # top, ELBO -2554 -> -162); 100 steps of 50 at 1e-3 do not (probes 0.42 / 0.44 / 0.26)
+    c.train.num_steps = 200
+    c.train.batch_size = 50
+    c.train.lr_gen = 3e-3
+    c.train.log_every = 25
+    c.train.ckpt_every = 200
     c.train.eval_every = 0
-    c.eval.batch_size = 120
+    c.eval.batch_size = 100
+    c.eval.max_test_examples = 200
     c.eval.num_samples = 16
     c.eval.long_run_steps = (10,)
     c.eval.long_run_chains = 2
@@ -284,7 +290,7 @@ def tiny_joint_config(**overrides):
     c.eval.hierarchy_rows = 2
     c.eval.traversal_units = 2
     c.eval.attack_examples = 2
-    c.eval.attack_steps = 10
+    c.eval.attack_steps = 5
     validate(apply_overrides(c, overrides))
     return c
 

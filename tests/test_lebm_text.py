@@ -1,5 +1,5 @@
 """Text LEBM (Pang et al. 2020, Sec. 2.1 Eq. 4, Algorithm 1): posterior Langevin, one train step against a
-reference computation, and learning on the shipped toy corpus."""
+reference computation (learning on the toy corpus: tests/test_text_eval.py)."""
 
 import dataclasses
 import functools
