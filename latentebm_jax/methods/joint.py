@@ -158,6 +158,7 @@ def reparameterize(stats: GaussianStats, noise: Latents) -> Latents:
 
 
 def means(stats: GaussianStats) -> Latents:
+    """The means ``μ_i`` of the per-layer Gaussians ``q(z_i|x)``, bottom first."""
     return tuple(m for m, _ in stats)
 
 
