@@ -61,15 +61,10 @@ def save_chain_figure(
 ) -> str:
     """A long-run chain (LEBM Figs. 3–4): one row per chain with frames at ``steps``, and underneath
     the energy profile ``−log p̃(z_k)`` (mean over chains) against the Langevin step ``k``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     images = np.asarray(images)  # (S, n, H, W, C)
     s, n = images.shape[:2]
     strip = image_grid(images.transpose(1, 0, 2, 3, 4).reshape(s * n, *images.shape[2:]), ncol=s)
-    fig, (ax_img, ax_e) = plt.subplots(
+    fig, (ax_img, ax_e) = subplots(
         2, 1, figsize=(max(6, s * 0.8), 2 + n * 0.8 + 2.5), gridspec_kw={"height_ratios": [n, 2.5]}
     )
     ax_img.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip, cmap="gray", interpolation="nearest")
@@ -84,17 +79,13 @@ def save_chain_figure(
     if title:
         ax_img.set_title(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def save_energy_profile(energy: np.ndarray, path: str, title: str = "") -> str:
     """The energy profile ``−log p̃(z_k)`` (mean over chains) of a long-run chain against the Langevin step
     (LEBM Fig. 3 bottom; the text chains of Table 3 have no image strip)."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 2.8))
+    fig, ax = subplots(figsize=(6, 2.8))
     ax.plot(np.arange(len(energy)), np.asarray(energy), lw=1)
     ax.set_xlabel("Langevin step k")
     ax.set_ylabel("energy  −log p̃(z_k)")
@@ -105,19 +96,21 @@ def save_energy_profile(energy: np.ndarray, path: str, title: str = "") -> str:
     return _save_figure(fig, path)
 
 
-def _plt():
-    import matplotlib
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """``pyplot.subplots`` without pyplot: a standalone ``Figure`` and its axes.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Nothing global changes (no backend switch, so notebooks keep their inline plots) and nothing needs
+    closing; ``kwargs`` go to ``Figure.subplots`` (``squeeze``, ``gridspec_kw``, ...).
+    """
+    from matplotlib.figure import Figure
 
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save_figure(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
-    _plt().close(fig)
     return path
 
 
@@ -132,13 +125,12 @@ def save_grid_panels(
 ) -> str:
     """Several image grids side by side, each ``(rows, cols, H, W, C)`` in ``[−1, 1]`` with a title
     (hierarchical sampling: one panel per layer; latent attack: one panel per attacked layer)."""
-    plt = _plt()
     n = len(panels)
     ncols = ncols or n
     nrows = math.ceil(n / ncols)
     first = np.asarray(panels[0][1])
     r, c = first.shape[:2]
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         nrows,
         ncols,
         figsize=(ncols * max(2.5, c * 0.45) + 1, nrows * max(2.5, r * 0.45) + 0.8),
@@ -185,9 +177,8 @@ def save_latent_scatter(
     ``prior[i][j]``: ``(N, 2)`` prior chain states of layer ``i`` after ``steps[j]`` steps (blue);
     ``posterior[i]``: ``(M, 2)`` inferred latents of data (orange, or coloured by ``posterior_labels``).
     """
-    plt = _plt()
     nrow, ncol = len(layer_names), len(steps)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3 * ncol, 3 * nrow), squeeze=False)
+    fig, axes = subplots(nrow, ncol, figsize=(3 * ncol, 3 * nrow), squeeze=False)
     for i, name in enumerate(layer_names):
         post = np.asarray(posterior[i])
         lim = float(np.percentile(np.abs(np.concatenate([post, *prior[i]])), 99.5)) * 1.1 + 1e-6

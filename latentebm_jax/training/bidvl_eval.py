@@ -91,8 +91,7 @@ def ood_detection(setup, params: Any, workdir: str, key: jax.Array) -> dict[str,
 
 
 def _plot(s_in: np.ndarray, hists: dict[str, np.ndarray], path: str) -> str:
-    plt = viz._plt()
-    fig, axes = plt.subplots(1, len(hists), figsize=(4.2 * len(hists), 3.4), squeeze=False)
+    fig, axes = viz.subplots(1, len(hists), figsize=(4.2 * len(hists), 3.4), squeeze=False)
     for ax, (name, s_out) in zip(axes[0], hists.items()):
         both = np.concatenate([s_in, s_out])
         lo, hi = np.percentile(both, 0.5), np.percentile(both, 99.5)

@@ -75,8 +75,7 @@ def ood_by_layer(setup, params: Any, workdir: str, key: jax.Array) -> dict[str, 
 
 
 def _plot_ood(curves, hists, n_layers: int, what: str, path: str) -> str:
-    plt = viz._plt()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = viz.subplots(1, 3, figsize=(13, 3.6))
     ks = np.arange(n_layers)
     for name, aurocs in curves.items():
         axes[0].plot(ks, aurocs, marker="o", label=f"{name} scheme")
