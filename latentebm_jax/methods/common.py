@@ -99,6 +99,30 @@ def short_run_metrics(
     }
 
 
+def short_run_settings(config, *, posterior: bool = True) -> dict[str, Any]:
+    """The EBM-prior and short-run Langevin settings that LEBM-style hparams share, from a config's ``model``
+    and ``sampler`` groups (as keyword arguments: ``ebm_*``, ``sigma_p``, ``init_sigma``, ``prior_*`` and,
+    with ``posterior``, ``posterior_*``)."""
+    m, s = config.model, config.sampler
+    out = {
+        "ebm_hidden": m.ebm_hidden,
+        "ebm_layers": m.ebm_layers,
+        "ebm_activation": m.ebm_activation,
+        "sigma_p": m.prior_sigma,
+        "init_sigma": s.init_sigma,
+        "prior_steps": s.prior_steps,
+        "prior_step_size": s.prior_step_size,
+        "prior_unroll": s.prior_unroll,
+    }
+    if posterior:
+        out.update(
+            posterior_steps=s.posterior_steps,
+            posterior_step_size=s.posterior_step_size,
+            posterior_unroll=s.posterior_unroll,
+        )
+    return out
+
+
 def long_run_prior_chain(
     log_prior_fn: Callable[[PyTree], jax.Array],
     decode_fn: Callable[[PyTree], jax.Array],

@@ -55,6 +55,7 @@ from latentebm_jax.methods.common import (
     long_run_prior_chain,
     normal_layers,
     normal_per_example,
+    short_run_settings,
 )
 from latentebm_jax.nets import HierarchicalGenerator, LadderEncoder, MLPEnergy
 from latentebm_jax.training.optim import ebm_and_model_adams
@@ -474,24 +475,17 @@ def latent_attack(
 
 def hparams_from_config(config) -> JointHparams:
     """Read the joint-prior settings of a validated config."""
-    d, m, s = config.data, config.model, config.sampler
+    d, m = config.data, config.model
     return JointHparams(
         image_shape=(d.image_size, d.image_size, d.channels),
         latent_dims=tuple(int(v) for v in m.latent_dims),
         widths=tuple(int(v) for v in m.hier_widths),
         merge=m.hier_merge,
-        ebm_hidden=m.ebm_hidden,
-        ebm_layers=m.ebm_layers,
-        ebm_activation=m.ebm_activation,
         ebm_spectral_norm=m.ebm_spectral_norm,
         sigma=m.likelihood_sigma,
-        sigma_p=m.prior_sigma,
-        init_sigma=s.init_sigma,
-        prior_steps=s.prior_steps,
-        prior_step_size=s.prior_step_size,
-        prior_unroll=s.prior_unroll,
         kl_estimator=m.kl_estimator,
         conv_impl=m.conv_impl,
+        **short_run_settings(config, posterior=False),
     )
 
 

@@ -38,6 +38,7 @@ from latentebm_jax.methods.common import (
     long_run_prior_chain,
     normal_per_example,
     short_run_metrics,
+    short_run_settings,
 )
 from latentebm_jax.nets import MLPEnergy, make_generator
 from latentebm_jax.training.optim import ebm_and_model_adams
@@ -263,26 +264,16 @@ def long_run_chain(
 
 def hparams_from_config(config) -> LEBMHparams:
     """Read the LEBM settings of a validated config."""
-    d, m, s = config.data, config.model, config.sampler
+    d, m = config.data, config.model
     return LEBMHparams(
         image_shape=(d.image_size, d.image_size, d.channels),
         latent_dim=m.latent_dim,
         generator=m.generator,
         ngf=m.ngf,
-        ebm_hidden=m.ebm_hidden,
-        ebm_layers=m.ebm_layers,
-        ebm_activation=m.ebm_activation,
         sigma=m.likelihood_sigma,
-        sigma_p=m.prior_sigma,
-        init_sigma=s.init_sigma,
-        prior_steps=s.prior_steps,
-        prior_step_size=s.prior_step_size,
-        posterior_steps=s.posterior_steps,
-        posterior_step_size=s.posterior_step_size,
         generator_loss=m.generator_loss,
-        prior_unroll=s.prior_unroll,
-        posterior_unroll=s.posterior_unroll,
         conv_impl=m.conv_impl,
+        **short_run_settings(config),
     )
 
 

@@ -44,6 +44,7 @@ from latentebm_jax.methods.common import (
     long_run_prior_chain,
     normal_per_example,
     short_run_metrics,
+    short_run_settings,
 )
 from latentebm_jax.nets import MLPEnergy
 from latentebm_jax.nets import text as text_nets
@@ -410,26 +411,16 @@ class TextTools:
 
 def hparams_from_config(config, vocab_size: int) -> TextLEBMHparams:
     """Read the text LEBM settings of a validated config (``model``, ``sampler``, ``text``, ``data``)."""
-    d, m, s, t = config.data, config.model, config.sampler, config.text
+    d, m, t = config.data, config.model, config.text
     return TextLEBMHparams(
         vocab_size=vocab_size,
         max_len=d.max_len,
         latent_dim=m.latent_dim,
         embed_dim=t.embed_dim,
         decoder_hidden=t.decoder_hidden,
-        ebm_hidden=m.ebm_hidden,
-        ebm_layers=m.ebm_layers,
-        ebm_activation=m.ebm_activation,
-        sigma_p=m.prior_sigma,
-        init_sigma=s.init_sigma,
-        prior_steps=s.prior_steps,
-        prior_step_size=s.prior_step_size,
-        posterior_steps=s.posterior_steps,
-        posterior_step_size=s.posterior_step_size,
         dropout_in=t.dropout_in,
         dropout_out=t.dropout_out,
-        prior_unroll=s.prior_unroll,
-        posterior_unroll=s.posterior_unroll,
+        **short_run_settings(config),
     )
 
 
