@@ -3,17 +3,24 @@
 import os
 import tempfile
 
+import pytest
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # metric caches (domain classifiers, FID statistics) of the test session stay out of the home directory
 os.environ["LATENTEBM_JAX_CACHE"] = tempfile.mkdtemp(prefix="latentebm_jax_cache_")
-# Many tests compile the same tiny train steps again (fresh closures, subprocesses): a session-wide
-# persistent compilation cache turns those recompilations into disk reads.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="latentebm_jax_xla_cache_"))
+# Many tests compile the same tiny train steps again (fresh closures, subprocesses, the other xdist
+# worker): a persistent compilation cache shared by the whole run turns those recompilations into disk
+# reads. xdist gives every worker of one run the same PYTEST_XDIST_TESTRUNUID.
+_run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _run_id:
+    _xla_cache = os.path.join(tempfile.gettempdir(), f"latentebm_jax_xla_cache_{_run_id}")
+    os.makedirs(_xla_cache, exist_ok=True)
+else:
+    _xla_cache = tempfile.mkdtemp(prefix="latentebm_jax_xla_cache_")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _xla_cache)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-
-import pytest
 
 
 def tiny_digits_config(**overrides):

@@ -15,9 +15,12 @@ def _without_signatures(text: str) -> list[str]:
 def test_api_reference_is_current():
     with open(api_reference.PATH, encoding="utf-8") as f:
         current = f.read()
-    want = api_reference.render()
-    assert _without_signatures(current) == _without_signatures(want), (
-        "docs/api.md is out of date: run python -m experiments.api_reference"
+    have, want = _without_signatures(current), _without_signatures(api_reference.render())
+    missing = [line for line in want if line not in set(have)]
+    stale = [line for line in have if line not in set(want)]
+    assert have == want, (
+        "docs/api.md is out of date: run python -m experiments.api_reference\n"
+        f"missing: {missing[:5]}\nstale: {stale[:5]}"
     )
 
 

@@ -192,7 +192,8 @@ def _load_file_corpus(name: str, split: str, data_dir: str | None) -> list[str]:
     if not data_dir or not os.path.isdir(data_dir):
         raise TextCorpusNotFoundError(
             f"text corpus {name!r}: data directory {data_dir!r} does not exist. Expected a directory holding "
-            f"{expected} (one tokenised sentence per line): {_HOW_TO_GET[name]}. Pass it as data_dir."
+            f"{expected} (one tokenised sentence per line): {_HOW_TO_GET[name]}. Pass the directory as "
+            f"data_dir (command line: --config.data.data_dir=DIR)."
         )
     path = corpus_files(name, data_dir)[split]
     if not os.path.isfile(path):
