@@ -61,9 +61,6 @@ class Method:
     * ``num_epochs``: training length in epochs when the method sets it itself (the diffusion prior's
       stage 1 reads ``diffusion.backbone_epochs``); ``None`` = ``train.num_epochs``.
     * ``extras``: method-specific tools for its own evaluations (e.g. ``methods.diffusion.DiffusionTools``).
-    * ``init_jittable``: whether the runner may compile ``init`` as one program (one compilation instead of
-      one per initialiser op; the same values); ``False`` where ``init`` closes over large arrays (the
-      diffusion prior's frozen backbone).
     * ``modality``: ``"image"``, or ``"text"`` (``methods.lebm_text``: ``generate`` returns ``(ids,
       lengths)``, ``reconstruct`` takes ``(params, ids, lengths, key)``; evaluation is
       ``training/text_eval.py``, with ``extras`` a ``methods.lebm_text.TextTools``).
@@ -85,5 +82,4 @@ class Method:
     latent_tools: LatentTools | None = None
     num_epochs: int | None = None
     extras: Any = None
-    init_jittable: bool = True
     modality: str = "image"

@@ -874,7 +874,6 @@ def make(config, steps_per_epoch: int) -> Method:
     return Method(
         name="diffusion",
         init=functools.partial(init, hp, tx, backbone=backbone),
-        init_jittable=False,
         train_step=functools.partial(train_step, hp, tx),
         generate=jax.jit(functools.partial(generate, hp), static_argnums=2),
         reconstruct=jax.jit(lambda params, x, key: reconstruct(hp, params, x)),

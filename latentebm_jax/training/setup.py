@@ -61,10 +61,7 @@ class RunSetup:
         self.total_steps = t.num_steps if t.num_steps > 0 else epochs * self.steps_per_epoch
 
     def initial_state(self) -> TrainState:
-        """The method's fresh state from the run's init stream (compiled as one program where allowed:
-        an eager Flax init compiles every initialiser op separately, ~20 s for the joint digits model)."""
-        init = jax.jit(self.method.init) if self.method.init_jittable else self.method.init
-        return init(stream_key(self.config.seed, INIT_STREAM))
+        return self.method.init(stream_key(self.config.seed, INIT_STREAM))
 
 
 def restore_latest(ckpt: Checkpointer, state: TrainState) -> TrainState:
