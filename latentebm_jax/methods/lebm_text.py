@@ -272,10 +272,12 @@ def reconstruct(
     lengths: jax.Array,
     key: jax.Array,
     temperature: float = 0.0,
+    num_steps: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Decode ``z⁺`` from short-run posterior Langevin on ``x`` (greedy by default)."""
+    """Decode ``z⁺`` from short-run posterior Langevin on ``x`` (greedy by default; ``num_steps`` overrides
+    ``K₁``)."""
     keys = jax.random.split(key, ids.shape[0])
-    z = posterior_sample(hp, params, ids, lengths, keys)
+    z = posterior_sample(hp, params, ids, lengths, keys, num_steps=num_steps)
     return text_nets.sample(
         hp.decoder_net(),
         {"params": params["decoder"]},
@@ -440,13 +442,6 @@ def make(config, steps_per_epoch: int, vocab) -> Method:
     def _generate(params, key, num):
         return generate(hp, params, key, num, t.temperature)
 
-    def _reconstruct(params, ids, lengths, key):
-        keys = jax.random.split(key, ids.shape[0])
-        z = posterior_sample(hp, params, ids, lengths, keys, num_steps=eval_steps)
-        return text_nets.sample(
-            hp.decoder_net(), {"params": params["decoder"]}, z, key, ids.shape[1], temperature=0.0
-        )
-
     def _marginal(params, ids, lengths, key, log_z):
         return marginal_log_likelihood(
             hp,
@@ -463,7 +458,7 @@ def make(config, steps_per_epoch: int, vocab) -> Method:
     tools = TextTools(
         vocab=vocab,
         generate=jax.jit(_generate, static_argnums=2),
-        reconstruct=jax.jit(_reconstruct),
+        reconstruct=jax.jit(functools.partial(reconstruct, hp, num_steps=eval_steps)),
         recon_log_likelihood=jax.jit(functools.partial(recon_log_likelihood, hp, num_steps=eval_steps)),
         log_partition=jax.jit(
             lambda params, key: log_partition(hp, params["ebm"], key, t.log_partition_samples)

@@ -52,16 +52,12 @@ from latentebm_jax.training.setup import (
     RunSetup,
     is_main_process,
     restore_latest,
+    say,
     stream_key,
 )
 from latentebm_jax.training.state import TrainState
 
 log = logging.getLogger("latentebm_jax.training")
-
-
-def _say(message: str) -> None:
-    if is_main_process():
-        print(message, flush=True)
 
 
 def cache_root(config) -> str:
@@ -142,7 +138,7 @@ def _domain_distance(setup: RunSetup, params, key) -> dict:
     cfg, ecfg = setup.config, setup.config.eval
     full_train = load_source(cfg.data, cfg.data.train_split)
     if np.any(full_train.labels() < 0):
-        _say(f"fd skipped: dataset {cfg.data.name!r} has no labels to train the domain classifier")
+        say(f"fd skipped: dataset {cfg.data.name!r} has no labels to train the domain classifier")
         return {"fd_skipped": "no labels"}
     t0 = time.time()
     clf = domain_classifier(
@@ -183,7 +179,7 @@ def _inception_metrics(setup: RunSetup, params, key) -> dict:
     path = ecfg.inception_weights
     if not path or not os.path.isfile(path):
         why = "eval.inception_weights is not set" if not path else f"no file at {path}"
-        _say(
+        say(
             f"FID skipped: {why} (convert pytorch-fid's weights with python -m "
             f"experiments.convert_fid_inception and pass --config.eval.inception_weights=FILE)"
         )
@@ -260,7 +256,7 @@ def _probes(setup: RunSetup, params, key) -> dict:
     if cfg.data.classes:
         full_train = only_classes(full_train, tuple(cfg.data.classes))
     if np.any(full_train.labels() < 0):
-        _say(f"latent probes skipped: dataset {cfg.data.name!r} has no labels")
+        say(f"latent probes skipped: dataset {cfg.data.name!r} has no labels")
         return {"probe_skipped": "no labels"}
     t0 = time.time()
     limit = ecfg.probe_max_examples if ecfg.probe_max_examples > 0 else None
@@ -300,7 +296,7 @@ def _method_specific(setup: RunSetup, params, workdir: str, key) -> dict:
         out["ood_seconds"] = round(time.time() - t0, 2)
     if tools.class_logits is not None:
         if np.any(setup.splits.train.labels() < 0) and not tuple(setup.config.data.attributes):
-            _say("controllable synthesis skipped: the dataset has no labels (or data.attributes)")
+            say("controllable synthesis skipped: the dataset has no labels (or data.attributes)")
         else:
             key_labels = jax.random.fold_in(key, 1)
             out.update(diffusion_eval.controllable_synthesis(setup, params, workdir, key_labels))

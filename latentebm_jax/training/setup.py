@@ -29,6 +29,12 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def say(message: str) -> None:
+    """Print ``message`` on the main process only (evaluation results, skipped metrics, chains)."""
+    if is_main_process():
+        print(message, flush=True)
+
+
 def write_config(config, workdir: str) -> None:
     """Write ``config.json``, warning if the workdir held a different config."""
     path = os.path.join(workdir, "config.json")

@@ -41,14 +41,9 @@ from latentebm_jax.metrics.language_model import (
     settings_from_config,
     train_language_model,
 )
-from latentebm_jax.training.setup import RunSetup, is_main_process
+from latentebm_jax.training.setup import RunSetup, is_main_process, say
 
 log = logging.getLogger("latentebm_jax.training")
-
-
-def _say(message: str) -> None:
-    if is_main_process():
-        print(message, flush=True)
 
 
 def _limit(setup: RunSetup) -> int | None:
@@ -72,20 +67,29 @@ def generate_sentences(setup: RunSetup, params: Any, key: jax.Array, num: int, d
     return np.concatenate(ids), np.concatenate(lengths)
 
 
-def reconstruction_nll(setup: RunSetup, params: Any, key: jax.Array) -> dict[str, Any]:
-    """``−log p_β(x|z⁺)`` over the test split (one posterior sample per sentence)."""
-    tools, test = setup.method.extras, setup.splits.test
+def _test_nll(setup: RunSetup, log_lik, desc: str) -> tuple[float, float, int]:
+    """``(−Σ log-likelihood, predicted tokens, sentences)`` over the test split (``eval.max_test_examples``)
+    with ``log_lik(ids, lengths, batch_index) -> (B,)``."""
     bs, limit = setup.config.eval.batch_size, _limit(setup)
     total, tokens, count = 0.0, 0, 0
     for i, (batch, valid) in enumerate(
-        tqdm(iterate_once(test, bs, limit), desc="reconstruction NLL", leave=False)
+        tqdm(iterate_once(setup.splits.test, bs, limit), desc=desc, leave=False)
     ):
-        ll = np.asarray(
-            tools.recon_log_likelihood(params, batch["ids"], batch["lengths"], jax.random.fold_in(key, i))
-        )
+        ll = np.asarray(log_lik(batch["ids"], batch["lengths"], i))
         total -= float(np.sum(ll[:valid], dtype=np.float64))
         tokens += int(np.sum(batch["lengths"][:valid] - 1))
         count += valid
+    return total, tokens, count
+
+
+def reconstruction_nll(setup: RunSetup, params: Any, key: jax.Array) -> dict[str, Any]:
+    """``−log p_β(x|z⁺)`` over the test split (one posterior sample per sentence)."""
+    tools = setup.method.extras
+    total, tokens, count = _test_nll(
+        setup,
+        lambda ids, lengths, i: tools.recon_log_likelihood(params, ids, lengths, jax.random.fold_in(key, i)),
+        "reconstruction NLL",
+    )
     return {
         "num_test_sentences": count,
         "recon_nll": total / count,
@@ -97,16 +101,15 @@ def reconstruction_nll(setup: RunSetup, params: Any, key: jax.Array) -> dict[str
 
 def marginal_nll(setup: RunSetup, params: Any, key: jax.Array) -> dict[str, Any]:
     """Importance-sampled ``−log p_θ(x)`` over the test split (Table 2's NLL)."""
-    tools, test, t = setup.method.extras, setup.splits.test, setup.config.text
-    bs, limit = setup.config.eval.batch_size, _limit(setup)
+    tools, t = setup.method.extras, setup.config.text
     log_z = tools.log_partition(params, jax.random.fold_in(key, 0))
-    total, tokens, count = 0.0, 0, 0
-    for i, (batch, valid) in enumerate(tqdm(iterate_once(test, bs, limit), desc="marginal NLL", leave=False)):
-        k = jax.random.fold_in(key, i + 1)
-        ll = np.asarray(tools.marginal_log_likelihood(params, batch["ids"], batch["lengths"], k, log_z))
-        total -= float(np.sum(ll[:valid], dtype=np.float64))
-        tokens += int(np.sum(batch["lengths"][:valid] - 1))
-        count += valid
+    total, tokens, count = _test_nll(
+        setup,
+        lambda ids, lengths, i: tools.marginal_log_likelihood(
+            params, ids, lengths, jax.random.fold_in(key, i + 1), log_z
+        ),
+        "marginal NLL",
+    )
     return {
         "nll": total / count,
         "nll_per_token": total / tokens,
@@ -229,7 +232,7 @@ def write_chains(setup: RunSetup, params: Any, out_dir: str, key: jax.Array, ste
             os.path.join(out_dir, f"chain_{steps}_energy.png"),
             title=f"{cfg.method}: energy along the long-run prior chain, K'={run}",
         )
-        _say("\n".join(shown))
+        say("\n".join(shown))
         paths += [txt, png]
     return paths
 
@@ -239,7 +242,7 @@ def write_text_outputs(setup: RunSetup, params: Any, out_dir: str, key: jax.Arra
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "samples.txt")
     sentences = write_samples(setup, params, path, jax.random.fold_in(key, 0), setup.config.eval.num_samples)
-    _say("samples:\n  " + "\n  ".join(sentences[:10]))
+    say("samples:\n  " + "\n  ".join(sentences[:10]))
     return [path, *write_chains(setup, params, out_dir, jax.random.fold_in(key, 1), step)]
 
 
