@@ -124,7 +124,7 @@ def bench_config(s: Setting):
     config = svhn.get_config()
     config.sampler.prior_steps = s.prior_steps
     config.sampler.posterior_steps = s.posterior_steps
-    config.model.conv_impl = s.conv_impl
+    config.lebm.conv_impl = s.conv_impl
     config.sampler.posterior_unroll = s.posterior_unroll
     return config
 
@@ -139,7 +139,7 @@ def build_jax(s: Setting):
 
     config = bench_config(s)
     hp = lebm.hparams_from_config(config)
-    tx = lebm.optimizers_from_config(config, steps_per_epoch=732)
+    tx = lebm.optimizer_from_config(config, "lebm").build("gen", steps_per_epoch=732)
     state = lebm.init(hp, tx, jax.random.key(0))
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.uniform(-1, 1, (s.batch, 32, 32, 3)).astype(np.float32))}
@@ -169,7 +169,7 @@ def build_jax(s: Setting):
 
     keys = example_keys(jax.random.key(1), s.batch)
     prior = jax.jit(lambda p, k: lebm.sample_prior(hp, p["ebm"], k))
-    post = jax.jit(lambda p, k: lebm.sample_posterior(hp, p, batch["image"], k))
+    post = jax.jit(lambda p, k: lebm.sample_posterior(hp, p, batch, k))
 
     def run_prior():
         prior(holder["state"].params, keys).block_until_ready()
@@ -193,7 +193,7 @@ def build_torch(s: Setting):
     from benchmarks.torch_lebm import StepSettings, TorchLEBM
 
     c = bench_config(s)
-    m, smp, t = c.model, c.sampler, c.train
+    m, smp, t = c.lebm, c.sampler, c.lebm
     settings = StepSettings(
         batch=s.batch,
         image_size=c.data.image_size,

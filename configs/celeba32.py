@@ -14,10 +14,9 @@ def get_config(method: str = "lebm"):
     c.data.name = "celeb_a"
     c.data.image_size = 32
     c.data.crop = "center160"
+    c.data.train_split = "train"
     c.data.test_split = "test"
-    c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
     if method == "bidvl":
         return celeba64._bidvl(c, image_size=32, basic_ratio=0.05, batch_size=100)
-    if method in ("joint", "diffusion"):
-        c.data.train_split = "train"
+    default.add_metrics(c, "fid")  # needs --config.eval.inception_weights=FILE; skipped (and said so) without
     return c

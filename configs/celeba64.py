@@ -23,20 +23,20 @@ def get_config(method: str = "lebm"):
         return _bidvl(c, image_size=64, basic_ratio=0.1, batch_size=50)
     c.data.image_size = 64
     c.data.crop = "celeba_lebm"
+    c.data.train_split = "train"
     c.data.test_split = "test"
-    c.model.ngf = 128
-    c.sampler.posterior_steps = 40
     c.train.num_epochs = 100
     c.train.eval_every = 10 * 1627
     c.train.ckpt_every = 1627
-    c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
+    default.add_metrics(c, "fid")  # needs --config.eval.inception_weights=FILE; skipped (and said so) without
+    if method == "lebm":
+        c.lebm.ngf = 128
+        c.sampler.posterior_steps = 40
     if method == "joint":
         # ICCV 2023 Tables 2, 4, 5 (CelebA-64): 5 layers of 10, K = 60 (Table 4's choice), s = 0.4 as the
         # authors' evaluation scripts, nef = 100; widths halve the SVHN list below 64×64 [uncertain].
-        c.data.train_split = "train"
-        c.model.hier_widths = (64, 128, 256, 512, 1024, 2048)
-        c.sampler.prior_steps = 60
-        c.sampler.prior_step_size = 0.4
+        c.joint.widths = (64, 128, 256, 512, 1024, 2048)
+        c.sampler.update(prior_steps=60, prior_step_size=0.4)
     return c
 
 
@@ -47,12 +47,12 @@ def _bidvl(c, *, image_size: int, basic_ratio: float, batch_size: int):
     c.data.train_split = "train[:50000]"
     c.data.test_split = "test"
     c.bidvl.basic_ratio = basic_ratio
-    c.bidvl.ood_sets = ("uniform",)
+    c.eval.ood_sets = ("uniform",)
     c.train.batch_size = batch_size
     steps_per_epoch = 50000 // batch_size
     c.train.eval_every = 50 * steps_per_epoch
     c.train.ckpt_every = steps_per_epoch
     c.eval.max_test_examples = 1000
     c.eval.ood_max_examples = 1000
-    c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
+    default.add_metrics(c, "fid")  # needs --config.eval.inception_weights=FILE; skipped (and said so) without
     return c

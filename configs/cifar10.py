@@ -14,17 +14,11 @@ from configs import default
 def get_config(method: str = "lebm"):
     c = default.get_config(method)
     c.data.name = "cifar10"
-    if method == "bidvl":
-        c.train.eval_every = 50 * 500  # the authors evaluate every 50 epochs (500 steps of 100)
-        c.train.ckpt_every = 500
-        c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
-        return c
-    c.model.latent_dim = 128
-    c.model.ngf = 128
-    c.sampler.posterior_steps = 40
-    c.train.eval_every = 50 * 500
+    c.data.train_split = "train"
+    c.train.eval_every = 50 * 500  # every 50 epochs of 500 steps of 100
     c.train.ckpt_every = 500
-    c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
-    if method == "joint":  # Table 6; the SVHN networks and settings [uncertain: not in the repository]
-        c.data.train_split = "train"
+    default.add_metrics(c, "fid")  # needs --config.eval.inception_weights=FILE; skipped (and said so) without
+    if method == "lebm":
+        c.lebm.update(latent_dim=128, ngf=128)
+        c.sampler.posterior_steps = 40
     return c

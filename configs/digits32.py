@@ -11,13 +11,12 @@ against 0.119 (same seed, 600 steps; README).
 """
 
 from configs import default
+from latentebm_jax.data.settings import data_group
 
 
 def get_config(method: str = "lebm"):
     c = default.get_config(method)
-    c.data.name = "digits"
-    c.data.image_size = 32
-    c.data.channels = 3
+    c.data = data_group("digits", image_size=32, channels=3)
     if method == "bidvl":
         return _bidvl(c)
     c.train.batch_size = 100
@@ -26,26 +25,18 @@ def get_config(method: str = "lebm"):
     c.train.eval_every = 500
     c.train.ckpt_every = 250
     c.eval.long_run_chains = 8
-    c.eval.fd = True
-    c.eval.probe = True
+    default.add_metrics(c, "fd", "probe")
     return c
 
 
 def _bidvl(c):
-    c.data.train_split = "train"
-    c.model.latent_dim = 32
-    c.bidvl.enc_width = 12
-    c.bidvl.gen_width = 12
-    c.bidvl.ebm_width = 16
-    c.bidvl.latent_loss = "code"
-    c.bidvl.ood_sets = ("uniform",)
+    c.bidvl.update(latent_dim=32, enc_width=12, gen_width=12, ebm_width=16, latent_loss="code")
     c.train.batch_size = 50
     c.train.num_steps = 600  # 28 steps per epoch
     c.train.log_every = 20
     c.train.eval_every = 200
     c.train.ckpt_every = 200
-    c.eval.fd = True
-    c.eval.probe = True
-    c.eval.ood = True
+    c.eval.metrics = ("reconstruction", "fd", "probe", "ood", "samples")
+    c.eval.ood_sets = ("uniform",)
     c.eval.ood_max_examples = 360  # the whole digits test split against as many noise images
     return c

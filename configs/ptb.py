@@ -17,6 +17,5 @@ def get_config(method: str = "lebm_text"):
     if method != "lebm_text":
         raise ValueError(f"configs/ptb.py is a text config; method must be 'lebm_text', got {method!r}")
     c = default.get_config("lebm_text")
-    c.data.name = "ptb"
     c.data.max_len = 82  # PTB sentences are cut at 80 words (a handful are longer)
     return c

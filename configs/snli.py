@@ -8,6 +8,7 @@ Premises and hypotheses of tfds ``snli`` (lower-cased, each sentence once), read
 """
 
 from configs import default
+from latentebm_jax.data.settings import data_group
 
 
 def get_config(method: str = "lebm_text"):
@@ -15,7 +16,5 @@ def get_config(method: str = "lebm_text"):
     if method != "lebm_text":
         raise ValueError(f"configs/snli.py is a text config; method must be 'lebm_text', got {method!r}")
     c = default.get_config("lebm_text")
-    c.data.name = "snli"
-    c.data.max_len = 42  # 40 words: SNLI sentences are short
-    c.data.min_count = 2
+    c.data = data_group("snli", max_len=42, min_count=2)  # 40 words: SNLI sentences are short
     return c

@@ -12,10 +12,10 @@ def get_config(method: str = "lebm"):
     # FID every 50 epochs in the authors' code (732 steps per epoch at batch 100).
     c.train.eval_every = 50 * 732
     c.train.ckpt_every = 732
-    c.eval.fid = True  # needs --config.eval.inception_weights=FILE; skipped (and said so) without it
+    default.add_metrics(c, "fid")  # needs --config.eval.inception_weights=FILE; skipped (and said so) without
     if method == "bidvl":
-        c.bidvl.ood_sets = ("uniform", "cifar10")
-    if method == "joint":  # train_fid.py (default.py): the 531,131-image extra split, 5 layers of 10
+        c.eval.ood_sets = ("uniform", "cifar10")
+    if method == "joint":  # train_fid.py (the method's reference): the 531,131-image extra split
         c.train.eval_every = 10 * 5311
         c.train.ckpt_every = 5311
     return c

@@ -13,6 +13,7 @@ the sampler is the paper's (K0 = 40) with the image LEBM's step sizes.
 """
 
 from configs import default
+from latentebm_jax.data.settings import data_group
 
 
 def get_config(method: str = "lebm_text"):
@@ -20,31 +21,25 @@ def get_config(method: str = "lebm_text"):
     if method != "lebm_text":
         raise ValueError(f"configs/text_toy.py is a text config; method must be 'lebm_text', got {method!r}")
     c = default.get_config("lebm_text")
-    c.data.name = "text_toy"
-    c.data.max_len = 32  # the longest toy sentence has 30 words
-    c.data.min_count = 1
-    c.model.latent_dim = 16
-    c.text.embed_dim = 64
-    c.text.decoder_hidden = 128
-    c.text.dropout_in = 0.0
-    c.text.dropout_out = 0.0
-    c.text.fppl_samples = 1000
-    c.text.rppl_samples = 10000  # as many generated sentences as the real training split has
-    c.text.lm_embed_dim = 64
-    c.text.lm_hidden = 128
-    c.text.lm_epochs = 5
-    c.text.nll_samples = 16
-    c.text.nll_chains = 4
+    c.data = data_group("text_toy", max_len=32, min_count=1)  # the longest toy sentence has 30 words
+    c.lebm_text.update(latent_dim=16, embed_dim=64, decoder_hidden=128, dropout_in=0.0, dropout_out=0.0)
+    c.lebm_text.update(lr_ebm=1e-4, lr_gen=2e-3)
+    e = c.eval
+    e.fppl_samples = 1000
+    e.rppl_samples = 10000  # as many generated sentences as the real training split has
+    e.lm_embed_dim = 64
+    e.lm_hidden = 128
+    e.lm_epochs = 5
+    e.nll_samples = 16
+    e.nll_chains = 4
+    e.batch_size = 100
+    e.num_samples = 20  # sentences printed / written at every eval interval
+    e.long_run_steps = (40, 200)
+    e.long_run_chains = 4
+    e.long_run_frames = 10
     c.train.batch_size = 100
     c.train.num_epochs = 10
-    c.train.lr_ebm = 1e-4
-    c.train.lr_gen = 2e-3
     c.train.log_every = 20
     c.train.eval_every = 500
     c.train.ckpt_every = 500
-    c.eval.batch_size = 100
-    c.eval.num_samples = 20  # sentences printed / written at every eval interval
-    c.eval.long_run_steps = (40, 200)
-    c.eval.long_run_chains = 4
-    c.eval.long_run_frames = 10
     return c

@@ -11,6 +11,7 @@ Yahoo documents are long: rows hold up to 200 tokens, and the vocabulary keeps w
 """
 
 from configs import default
+from latentebm_jax.data.settings import data_group
 
 
 def get_config(method: str = "lebm_text"):
@@ -18,7 +19,5 @@ def get_config(method: str = "lebm_text"):
     if method != "lebm_text":
         raise ValueError(f"configs/yahoo.py is a text config; method must be 'lebm_text', got {method!r}")
     c = default.get_config("lebm_text")
-    c.data.name = "yahoo"
-    c.data.max_len = 200
-    c.data.min_count = 5
+    c.data = data_group("yahoo", max_len=200, min_count=5)
     return c

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Validate before importing anything that compiles.
     from configs.default import validate
-    from latentebm_jax.training.validation import ConfigError
+    from latentebm_jax.config_schema import ConfigError
 
     config = _CONFIG.value
     try:
@@ -45,10 +45,11 @@ def main(argv: list[str]) -> int:
 
     import jax
 
+    from latentebm_jax.backbones import BackboneError
+    from latentebm_jax.checkpoint import CheckpointError
     from latentebm_jax.data import DatasetNotFoundError
     from latentebm_jax.metrics.inception import InceptionWeightsError
     from latentebm_jax.training import loop
-    from latentebm_jax.training.checkpoint import CheckpointError
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
@@ -70,7 +71,11 @@ def main(argv: list[str]) -> int:
             paths = loop.sample(config, workdir)
             print("wrote:\n  " + "\n  ".join(paths))
             return 0
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
     except (
+        BackboneError,
         DatasetNotFoundError,
         CheckpointError,
         InceptionWeightsError,
@@ -87,5 +92,55 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _base_config(argv: list[str]):
+    """The config ``--config=FILE[:method]`` names, loaded as the flag parser will (``None`` if the file
+    cannot be read; the parser then reports it)."""
+    import importlib.util
+
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if spec is None:
+        return None
+    path, _, method = spec.partition(":")
+    if not os.path.isfile(path):
+        return None
+    module_spec = importlib.util.spec_from_file_location("_run_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(method) if method else module.get_config()
+
+
+def _check_overrides(argv: list[str]) -> None:
+    """Before the flag parser applies ``--config.a.b=v``: a method the registry lacks, or a key the config
+    does not have, is one line naming it and the nearest key that exists (exit status 2)."""
+    from latentebm_jax.config_schema import ConfigError, flatten, nearest_key
+
+    try:
+        config = _base_config(argv)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if config is None:
+        return
+    schema = flatten(config)
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        path = arg[len("--config.") :].split("=", 1)[0]
+        if path not in schema:
+            near = nearest_key(path, schema)
+            hint = f"; did you mean '{near}'?" if near else ""
+            print(
+                f"config error: config key '{path}' is not read by method '{config.method}' with dataset "
+                f"'{config.data.name}'{hint} (--config.{path})",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    _check_overrides(argv)
+    return flags.FLAGS(argv)
+
+
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)

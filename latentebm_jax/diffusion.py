@@ -8,7 +8,8 @@ Its Jacobian is block-triangular, so ``log|det J_T(ũ)| = Σ_i Σ log σ_i``.
 Latents are tuples of layers, bottom ``z_1`` first (the library's convention); a backbone describes its prior
 by ``conditional(i, z_above) -> (mean, std)`` with ``z_above = (z_{i+1}, …, z_L)`` (empty for the top).
 
-Diffusion in ũ-space (Eqs. 6–7, 9–13) with the authors' schedule (official-defaults §3.3–3.5):
+Diffusion in ũ-space (Eqs. 6–7, 9–13) with the schedule and sampler of the authors' code
+(jcui1224/diffusion-hierarchical-ebm):
 
 * :func:`noise_schedule`: per-step ``a_t``, ``σ_t = √(1−a_t²)``, cumulative ``ā_t``, ``σ̄_t``; index ``t = 0``
   is "diffused once" (``σ̄_0 = 0.01``), ``t = T`` is pure noise (``ā_T ≈ 0.006``);
@@ -119,7 +120,8 @@ class NoiseSchedule:
 def noise_schedule(
     num_steps: int = 3, beta_start: float = 1e-4, beta_end: float = 0.02, base_steps: int = 1000
 ) -> NoiseSchedule:
-    """The authors' schedule for ``T = num_steps`` (computed in float64; official-defaults §3.3).
+    """The authors' schedule for ``T = num_steps`` (computed in float64, as the authors'
+    jcui1224/diffusion-hierarchical-ebm).
 
     ``β_k = linspace(β_start, β_end, 1000)``; the kept indices are ``j · ⌊1000 / (2(T−1))⌋`` for
     ``j < T`` (the first half of the DDPM schedule) and ``999`` for ``T``; ``a_j`` is the product of
@@ -146,7 +148,8 @@ def noise_schedule(
 
 
 def langevin_step_sizes(schedule: NoiseSchedule, base: float) -> jax.Array:
-    """The authors' Langevin variance per training index ``t = 0 … T−1`` (official-defaults §3.4):
+    """The authors' Langevin variance per training index ``t = 0 … T−1`` (their code's
+    ``e_l_step_size`` ``b``):
     ``s_t = b · (σ̄_t / σ̄_0) · σ²_{t+1}``. Our step size (noise std) is ``√s_t``."""
     sb, s = schedule.sigma_bar, schedule.sigma
     return base * (sb[:-1] / sb[0]) * jnp.square(s[1:])

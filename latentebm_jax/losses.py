@@ -9,8 +9,8 @@ LEBM (Pang et al. 2020, Algorithm 1):
   ``mean f_α(z⁻) − mean f_α(z⁺)`` (:func:`contrastive_ebm_loss`). The official code writes the same loss with
   the energy ``E = −f``: ``mean E(z⁺) − mean E(z⁻)``.
 
-BiDVL (Kan et al. 2022, offset gradients Eqs. 13–14, Sec. 4.4, Eq. 15) at the end of this module, written
-with the negative energy ``f = −E_ψ′`` like everything here.
+Gaussian inference terms (ICCV 2023, BiDVL): log-densities and KLs of diagonal Gaussians. The losses only one
+method uses live with that method (BiDVL's in ``methods/bidvl.py``).
 """
 
 from __future__ import annotations
@@ -68,13 +68,6 @@ def gaussian_kl_to_standard(mean: jax.Array, log_var: jax.Array) -> jax.Array:
     return jnp.sum(per.reshape(mean.shape[0], -1), axis=1)
 
 
-def sampled_kl_to_standard(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
-    """One-sample estimate ``log q(z|x) − log N(z; 0, I)`` at a reparameterised ``z ~ q`` (the ICCV 2023
-    code's KL term), per example. Its expectation is :func:`gaussian_kl_to_standard`."""
-    standard = -0.5 * (jnp.square(z) + jnp.log(2.0 * jnp.pi))
-    return diag_gaussian_log_prob(z, mean, log_var) - jnp.sum(standard.reshape(z.shape[0], -1), axis=1)
-
-
 def gaussian_kl(
     mean_q: jax.Array, log_var_q: jax.Array, mean_p: jax.Array, log_var_p: jax.Array
 ) -> jax.Array:
@@ -84,94 +77,3 @@ def gaussian_kl(
         log_var_p - log_var_q + (jnp.exp(log_var_q) + jnp.square(mean_q - mean_p)) * jnp.exp(-log_var_p) - 1.0
     )
     return jnp.sum(per.reshape(mean_q.shape[0], -1), axis=1)
-
-
-# ----------------------------------------------------------------------------- BiDVL losses (CVPR 2022)
-
-BIAS_TERMS = ("none", "sigmoid", "self_normalized")
-LATENT_LOSSES = ("nll", "code")
-
-
-def bidvl_upper_loss(f_data: jax.Array, f_gen: jax.Array) -> jax.Array:
-    """Upper level, Eq. 14: ``mean E(v) − mean E(v̂)`` over data ``v`` and generated ``v̂ = G(ĥ)``, i.e.
-    ``mean f(v̂) − mean f(v)`` with ``f = −E`` (the same form as :func:`contrastive_ebm_loss`)."""
-    return jnp.mean(f_gen) - jnp.mean(f_data)
-
-
-def importance_weights(f_data: jax.Array, basic_ratio: float, bias: str = "none") -> jax.Array:
-    """Per-example importance ratio ``r(v)`` of the weighted VAE term (Eq. 15), without gradient.
-
-    ``r(v) ≈ r′ · exp(−E(v)) / E_q[exp(−E(v))]`` (Eq. 15) with the basic ratio ``r′`` and a bias term:
-    ``none``: 1 (the paper's final choice, Sec. 5.4, and the authors' code); ``sigmoid``: the paper's
-    surrogate ``Sigmoid(E_q[E(v)] − E(v)) = σ(f(v) − mean f)``; ``self_normalized``: Eq. 15's bias term
-    estimated on the batch, ``exp(f(v)) / mean exp(f)``. Shape ``(B,)``.
-    """
-    f = jax.lax.stop_gradient(f_data)
-    if bias == "none":
-        return jnp.full_like(f, basic_ratio)
-    if bias == "sigmoid":
-        return basic_ratio * jax.nn.sigmoid(f - jnp.mean(f))
-    if bias == "self_normalized":
-        return basic_ratio * f.shape[0] * jax.nn.softmax(f)
-    raise ValueError(f"unknown importance-ratio bias {bias!r}; allowed: {BIAS_TERMS}")
-
-
-def weighted_vae_loss(
-    x: jax.Array,
-    x_rec: jax.Array,
-    mean: jax.Array,
-    log_var: jax.Array,
-    weights: jax.Array,
-    sigma: float,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The importance-weighted VAE term of Eqs. 11/13, ``∇_ω D_r(v)(q(v) q_ω1(h|v) ‖ p_ω2(v, h))``:
-
-        mean_b r(v_b) [ ‖v_b − G(h_b)‖² / (2σ²) + KL(q_ω1(h|v_b) ‖ N(0, I)) ],   h_b ~ q_ω1(h|v_b),
-
-    with the Gaussian likelihood ``N(v; G(h), σ² I)`` standing in for the implicit ``p_ω2(v|h)`` (constants
-    dropped) and the closed-form KL. The authors' code uses the plain sum of squares, ``σ² = 1/2``.
-    Returns the loss and the unweighted batch means ``rec`` (sum of squares) and ``kl``.
-    """
-    sse = sum_squared_error(x, x_rec)
-    kl = gaussian_kl_to_standard(mean, log_var)
-    if weights.shape != sse.shape:
-        raise ValueError(f"weights must have shape {sse.shape}, got {weights.shape}")
-    loss = jnp.mean(weights * (sse / (2.0 * sigma**2) + kl))
-    return loss, {"rec": jnp.mean(sse), "kl": jnp.mean(kl)}
-
-
-def generator_energy_loss(f_gen: jax.Array) -> jax.Array:
-    """``E_{p_ω2}[E_ψ′(v)]`` of Eqs. 11/13 (the generator chases the EBM): ``−mean f(G(ĥ))``."""
-    return -jnp.mean(f_gen)
-
-
-def latent_reconstruction_loss(
-    h: jax.Array, mean: jax.Array, log_var: jax.Array, form: str = "nll"
-) -> jax.Array:
-    """The latent reconstruction ``D_KL(p_ω2(v, h) ‖ q_ω1(h|v))`` of Eqs. 11/13 up to ω-free terms: the
-    negative log-likelihood of the generator's latent ``ĥ`` under the inference model at ``v̂ = G(ĥ)``.
-
-    ``nll`` (the paper): ``mean_b −log N(ĥ_b; μ(v̂_b), diag e^{ℓ(v̂_b)})``, constants included.
-    ``code`` (the authors' code): ``mean_b ‖μ(v̂_b) − ĥ_b‖² / d``, a unit-variance NLL without ``ℓ``,
-    scaled by ``1/d`` (``d`` = latent dimension); their not-offset variant passes a reparameterised
-    sample of ``q(h|v̂)`` as ``mean``.
-    """
-    if form == "nll":
-        return -jnp.mean(diag_gaussian_log_prob(h, mean, log_var))
-    if form == "code":
-        if h.shape != mean.shape:
-            raise ValueError(f"shapes differ: h {h.shape}, mean {mean.shape}")
-        return jnp.mean(jnp.sum(jnp.square(mean - h), axis=-1)) / h.shape[-1]
-    raise ValueError(f"unknown latent reconstruction form {form!r}; allowed: {LATENT_LOSSES}")
-
-
-def upper_encoder_loss(mean: jax.Array, log_var: jax.Array, form: str = "nll") -> jax.Array:
-    """The inference model's upper-level loss of the *not offset* algorithm (Sec. 4.4): instead of
-    ascending ``D_KL(p_ω2(v, h) ‖ q_ω1(h|v))`` (Eq. 12), ω1 descends ``KL(q_ω1(h|v̂) ‖ N(0, I))`` at
-    generated ``v̂``: ``mean_b KL`` (the paper), divided by ``d`` in the authors' code (``form='code'``)."""
-    kl = jnp.mean(gaussian_kl_to_standard(mean, log_var))
-    if form == "nll":
-        return kl
-    if form == "code":
-        return kl / mean.shape[-1]
-    raise ValueError(f"unknown latent reconstruction form {form!r}; allowed: {LATENT_LOSSES}")

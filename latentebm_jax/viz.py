@@ -79,7 +79,7 @@ def save_chain_figure(
     if title:
         ax_img.set_title(title)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def save_energy_profile(energy: np.ndarray, path: str, title: str = "") -> str:
@@ -93,7 +93,7 @@ def save_energy_profile(energy: np.ndarray, path: str, title: str = "") -> str:
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
@@ -108,7 +108,8 @@ def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
-def _save_figure(fig, path: str) -> str:
+def save_figure(fig, path: str) -> str:
+    """Write a :func:`subplots` figure to ``path`` (PNG, 100 dpi), creating its folder; returns ``path``."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
@@ -159,7 +160,7 @@ def save_grid_panels(
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def save_latent_scatter(
@@ -201,4 +202,4 @@ def save_latent_scatter(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)

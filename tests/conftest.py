@@ -28,9 +28,9 @@ def tiny_digits_config(**overrides):
     from configs import digits
 
     c = digits.get_config("lebm")
-    c.model.latent_dim = 4
-    c.model.ngf = 8
-    c.model.ebm_hidden = 16
+    c.lebm.latent_dim = 4
+    c.lebm.ngf = 8
+    c.lebm.ebm_hidden = 16
     c.sampler.prior_steps = 5
     c.sampler.posterior_steps = 5
     c.train.batch_size = 20
@@ -54,8 +54,11 @@ def tiny_digits_config(**overrides):
 def apply_overrides(config, overrides: dict):
     """Set ``{"group.key": value}`` entries on a config (as ``--config.group.key=value`` would)."""
     for path, value in overrides.items():
-        group, key = path.split(".")
-        config[group][key] = value
+        *groups, key = path.split(".")
+        target = config
+        for group in groups:
+            target = target[group]
+        target[key] = value
     return config
 
 

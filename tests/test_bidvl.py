@@ -19,11 +19,10 @@ from conftest import apply_overrides
 
 from configs import celeba32, celeba64, cifar10, digits32, svhn
 from configs.default import validate
-from latentebm_jax import losses
+from latentebm_jax.config_schema import ConfigError
 from latentebm_jax.data import load_digits
 from latentebm_jax.methods import bidvl
 from latentebm_jax.methods.common import example_keys
-from latentebm_jax.training.validation import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,28 +61,28 @@ def _step(hp, lrs):
 
 def test_upper_loss_is_eq_14():
     # E(v) = (1, 3), E(v̂) = (2, 6): mean E(v) − mean E(v̂) = 2 − 4
-    loss = losses.bidvl_upper_loss(jnp.array([-1.0, -3.0]), jnp.array([-2.0, -6.0]))
+    loss = bidvl.upper_loss(jnp.array([-1.0, -3.0]), jnp.array([-2.0, -6.0]))
     np.testing.assert_allclose(loss, -2.0, rtol=1e-6)
 
 
 def test_importance_weights_of_eq_15():
     f = jnp.array([0.0, -2.0])  # E = (0, 2), mean E = 1
-    np.testing.assert_allclose(losses.importance_weights(f, 0.05, "none"), [0.05, 0.05])
+    np.testing.assert_allclose(bidvl.importance_weights(f, 0.05, "none"), [0.05, 0.05])
     # Sigmoid(mean E − E): σ(1), σ(−1)
     s = 1 / (1 + math.exp(-1))
     np.testing.assert_allclose(
-        losses.importance_weights(f, 0.05, "sigmoid"), [0.05 * s, 0.05 * (1 - s)], rtol=1e-6
+        bidvl.importance_weights(f, 0.05, "sigmoid"), [0.05 * s, 0.05 * (1 - s)], rtol=1e-6
     )
     # exp(−E) / mean exp(−E) = (1, e⁻²) / ((1 + e⁻²)/2)
     z = (1 + math.exp(-2)) / 2
     np.testing.assert_allclose(
-        losses.importance_weights(f, 0.1, "self_normalized"), [0.1 / z, 0.1 * math.exp(-2) / z], rtol=1e-6
+        bidvl.importance_weights(f, 0.1, "self_normalized"), [0.1 / z, 0.1 * math.exp(-2) / z], rtol=1e-6
     )
     # no gradient reaches the energy through the ratio
-    g = jax.grad(lambda f: jnp.sum(losses.importance_weights(f, 0.1, "sigmoid")))(f)
+    g = jax.grad(lambda f: jnp.sum(bidvl.importance_weights(f, 0.1, "sigmoid")))(f)
     np.testing.assert_array_equal(g, 0.0)
     with pytest.raises(ValueError, match="unknown importance-ratio bias 'exp'"):
-        losses.importance_weights(f, 0.1, "exp")
+        bidvl.importance_weights(f, 0.1, "exp")
 
 
 def test_weighted_vae_term_by_hand():
@@ -95,12 +94,12 @@ def test_weighted_vae_term_by_hand():
     # SSE = (1, 0.5); KL = ½(μ² + e^ℓ − 1 − ℓ) = (0.5, ½(1 − log 2)); σ² = ½ makes SSE/(2σ²) = SSE
     kl = (0.5, 0.5 * (1.0 - math.log(2.0)))
     want = 0.5 * (0.1 * (1.0 + kl[0]) + 0.3 * (0.5 + kl[1]))
-    loss, parts = losses.weighted_vae_loss(x, x_rec, mean, log_var, w, math.sqrt(0.5))
+    loss, parts = bidvl.weighted_vae_loss(x, x_rec, mean, log_var, w, math.sqrt(0.5))
     np.testing.assert_allclose(loss, want, rtol=1e-6)
     np.testing.assert_allclose(parts["rec"], 0.75, rtol=1e-6)
     np.testing.assert_allclose(parts["kl"], 0.5 * sum(kl), rtol=1e-6)
     # σ = 1 halves the reconstruction part
-    loss1, _ = losses.weighted_vae_loss(x, x_rec, mean, log_var, w, 1.0)
+    loss1, _ = bidvl.weighted_vae_loss(x, x_rec, mean, log_var, w, 1.0)
     np.testing.assert_allclose(loss1, 0.5 * (0.1 * (0.5 + kl[0]) + 0.3 * (0.25 + kl[1])), rtol=1e-6)
 
 
@@ -110,14 +109,14 @@ def test_latent_reconstruction_and_upper_encoder_terms_by_hand():
     log_var = jnp.array([[0.0, math.log(4.0)]])
     # −log N(h; μ, e^ℓ) = ½[(1 − 0)²/1 + 0 + log 2π] + ½[0 + log 4 + log 2π]
     nll = 0.5 + 0.5 * math.log(4.0) + math.log(2 * math.pi)
-    np.testing.assert_allclose(losses.latent_reconstruction_loss(h, mean, log_var, "nll"), nll, rtol=1e-6)
+    np.testing.assert_allclose(bidvl.latent_reconstruction_loss(h, mean, log_var, "nll"), nll, rtol=1e-6)
     # the authors' form: ‖μ − h‖² / d
-    np.testing.assert_allclose(losses.latent_reconstruction_loss(h, mean, log_var, "code"), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(bidvl.latent_reconstruction_loss(h, mean, log_var, "code"), 0.5, rtol=1e-6)
     # not offset, upper level: KL(q ‖ N(0, I)) = ½[(0 + 1 − 1 − 0) + (0 + 4 − 1 − log 4)], /d for "code"
     kl = 0.5 * (3.0 - math.log(4.0))
-    np.testing.assert_allclose(losses.upper_encoder_loss(mean, log_var, "nll"), kl, rtol=1e-6)
-    np.testing.assert_allclose(losses.upper_encoder_loss(mean, log_var, "code"), kl / 2, rtol=1e-6)
-    np.testing.assert_allclose(losses.generator_energy_loss(jnp.array([-1.0, -2.0])), 1.5, rtol=1e-6)
+    np.testing.assert_allclose(bidvl.upper_encoder_loss(mean, log_var, "nll"), kl, rtol=1e-6)
+    np.testing.assert_allclose(bidvl.upper_encoder_loss(mean, log_var, "code"), kl / 2, rtol=1e-6)
+    np.testing.assert_allclose(bidvl.generator_energy_loss(jnp.array([-1.0, -2.0])), 1.5, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -217,7 +216,7 @@ def _reference_step(state, x):
     p, s = state.params, state.model_state
     q, g, f = _nets(TINY, s)
     h_hat, eps = _draw(state, x.shape[0], 0, 3), _draw(state, x.shape[0], 1, 3)
-    r, two_var = TINY.basic_ratio, 2 * TINY.sigma**2
+    r, two_var = TINY.basic_ratio, 2 * TINY.likelihood_sigma**2
 
     def vae(enc, gen):
         (mu, lv), _ = q(enc, s["enc"], x)
@@ -331,12 +330,13 @@ def test_method_record_samples_reconstructs_and_scores():
 
     cfg = apply_overrides(
         digits.get_config("bidvl"),
-        {"model.latent_dim": 3, "bidvl.enc_width": 2, "bidvl.gen_width": 2, "bidvl.ebm_width": 2},
+        {"bidvl.latent_dim": 3, "bidvl.enc_width": 2, "bidvl.gen_width": 2, "bidvl.ebm_width": 2},
     )
     validate(cfg)
-    method = bidvl.make(cfg, steps_per_epoch=1)
-    hp = method.hparams
+    method = bidvl.make(cfg, None, steps_per_epoch=1)
+    hp = bidvl.hparams_from_config(cfg)
     assert dataclasses.replace(hp, conv_impl="xla", latent_loss="nll") == TINY and method.name == "bidvl"
+    predict = method.predict
     state = _state()
     params, x, key = method.inference_params(state), _x(5), jax.random.key(3)
     enc = jax.jit(
@@ -349,16 +349,20 @@ def test_method_record_samples_reconstructs_and_scores():
             {"params": params["gen"], "batch_stats": params["gen_stats"]}, h, train=False
         )
     )
-    samples = method.generate(params, key, 5)
+    samples = predict["generate"](params, key, 5)["image"]
     np.testing.assert_allclose(samples, dec(jax.random.normal(key, (5, 3))), rtol=1e-5, atol=1e-6)
     assert samples.shape == (5, 8, 8, 1) and float(jnp.max(jnp.abs(samples))) <= 1.0
     mu, lv = enc(x)
-    np.testing.assert_allclose(method.reconstruct(params, x, key), dec(mu), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(method.infer_latents(params, x, key), mu, rtol=1e-5, atol=1e-6)
-    score = method.extras.ood_score(params, x)
+    batch = {"image": x}
+    np.testing.assert_allclose(
+        predict["reconstruct"](params, batch, key)["image"], dec(mu), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(predict["infer"](params, batch, key)[0], mu, rtol=1e-5, atol=1e-6)
+    score = predict["ood_score"](params, batch, key)
     assert score.shape == (5,) and np.all(np.asarray(score) < 0)  # −softplus(·)
     # log q(h|v) = −½Σ(ℓ + log 2π) − ½‖ε‖² at h = μ + e^{ℓ/2} ε: the remainder is a chi-square draw
-    chi2 = -2 * (method.log_joint(params, x, key) - score + 0.5 * jnp.sum(lv + jnp.log(2 * jnp.pi), axis=1))
+    log_q = predict["log_joint"](params, batch, key) - score
+    chi2 = -2 * (log_q + 0.5 * jnp.sum(lv + jnp.log(2 * jnp.pi), axis=1))
     assert np.all(np.asarray(chi2) > 0) and np.ptp(np.asarray(chi2)) > 0
 
 
@@ -386,8 +390,8 @@ def test_bidvl_configs_validate_and_bind(name):
     assert hp.latent_loss == ("code" if name == "digits32" else "nll")
     if name != "digits32":  # the authors' networks and optimiser
         assert (hp.enc_width, hp.gen_width, hp.ebm_width, hp.latent_dim) == (48, 48, 64, 100)
-        t = cfg.train
-        assert (t.lr_ebm, t.lr_gen, t.beta1, t.beta2, t.weight_decay_gen, t.lr_decay) == (
+        t = cfg.bidvl
+        assert (t.lr_ebm, t.lr_enc_gen, t.beta1, t.beta2, t.weight_decay_enc_gen, t.lr_decay) == (
             1e-4,
             3e-4,
             0.0,
@@ -413,11 +417,11 @@ def test_bidvl_configs_validate_and_bind(name):
         ("bidvl.basic_ratio", -0.1, r"'bidvl.basic_ratio' has value -0.1; it must be non-negative"),
         ("bidvl.lower_steps", 0, r"'bidvl.lower_steps' has value 0"),
         (
-            "bidvl.ood_sets",
+            "eval.ood_sets",
             ("gaussian",),
-            r"'bidvl.ood_sets' has value \('gaussian',\); it must be a tuple of names",
+            r"'eval.ood_sets' has value \('gaussian',\); it must be a tuple of names",
         ),
-        ("bidvl.ood_sets", ("holdout",), r"'bidvl.ood_sets' names 'holdout' but 'data.holdout_class' is -1"),
+        ("eval.ood_sets", ("holdout",), r"'eval.ood_sets' names 'holdout' but 'data.holdout_class' is -1"),
     ],
 )
 def test_bad_bidvl_values_are_named(path, value, pattern):
@@ -427,9 +431,9 @@ def test_bad_bidvl_values_are_named(path, value, pattern):
 
 
 def test_hparams_reject_unknown_options():
-    with pytest.raises(ValueError, match=r"unknown BiDVL offset 'half'; allowed: \('offset'"):
+    with pytest.raises(ValueError, match=r"BiDVLHparams.offset = 'half': allowed values: \['offset'"):
         dataclasses.replace(TINY, offset="half")
-    with pytest.raises(ValueError, match="lower_steps must be >= 1"):
+    with pytest.raises(ValueError, match="lower_steps = 0: it must be a positive integer"):
         dataclasses.replace(TINY, lower_steps=0)
 
 
@@ -515,14 +519,14 @@ def test_short_digits32_run_detects_uniform_noise(tmp_path):
     """``configs/digits32.py:bidvl`` shrunk to a few seconds of training (widths 8, batch 32, 15 steps): the
     AUROC of ``−E(v)`` for the digits test split against uniform noise (Table 4's "Random") rises from
     below 0.9 at initialisation to above it."""
-    from latentebm_jax.training import bidvl_eval
-    from latentebm_jax.training.setup import RunSetup
+    from latentebm_jax.methods.bidvl_ood import ood_detection
+    from latentebm_jax.training.setup import EVAL_STREAM, RunSetup
 
     cfg = apply_overrides(
         digits32.get_config("bidvl"),
         {
-            "model.latent_dim": 16,
-            "model.conv_impl": "xla",  # compiles in half the time of the fast transposed convolutions
+            "bidvl.latent_dim": 16,
+            "bidvl.conv_impl": "xla",  # compiles in half the time of the fast transposed convolutions
             "bidvl.enc_width": 8,
             "bidvl.gen_width": 8,
             "bidvl.ebm_width": 8,
@@ -532,13 +536,18 @@ def test_short_digits32_run_detects_uniform_noise(tmp_path):
     )
     cfg.seed = 2
     setup = RunSetup(cfg)
-    state = _init(setup.method.hparams, bidvl.optimizers_from_config(cfg, setup.steps_per_epoch), 2)
+    state = _init(bidvl.hparams_from_config(cfg), bidvl.optimizers_from_config(cfg, setup.steps_per_epoch), 2)
     step = jax.jit(functools.partial(setup.method.train_step, axis_name=None))
-    key = jax.random.key(0)
-    before = bidvl_eval.ood_detection(setup, setup.method.inference_params(state), str(tmp_path), key)
+
+    def ood(state):
+        return ood_detection(
+            setup.context(setup.method.inference_params(state), str(tmp_path), 0, EVAL_STREAM)
+        )
+
+    before = ood(state)
     for batch in setup.batcher.iterate(0, 15, prefetch=0):
         state, metrics = step(state, {"image": jnp.asarray(batch["image"])})
-    after = bidvl_eval.ood_detection(setup, setup.method.inference_params(state), str(tmp_path), key)
+    after = ood(state)
     assert before["ood_auroc_uniform"] < 0.9 < after["ood_auroc_uniform"], (before, after)
     assert after["ood_examples_uniform"] == after["ood_in_distribution_examples"] == 200
     assert float(metrics["energy_gap"]) > 0  # E(G(ĥ)) above E(v) on average: the EBM separates them

@@ -1,4 +1,5 @@
-"""Config validation: every shipped config passes; unknown keys and bad values fail naming both."""
+"""Config validation: every shipped config passes; a key no component reads and bad values fail naming the
+key, the value and the fix; the method's group is the only place its settings live."""
 
 import os
 import subprocess
@@ -8,61 +9,131 @@ import pytest
 from conftest import apply_overrides
 
 from configs import default
-from latentebm_jax.training.validation import ConfigError
+from latentebm_jax import methods
+from latentebm_jax.config_schema import ConfigError, settings_of
+from latentebm_jax.methods import lebm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ["digits", "digits32", "svhn", "cifar10", "celeba64", "celeba32", "mnist", "fashion_mnist"]
+SHIPPED = [
+    *[(name, m) for name in CONFIGS for m in ("lebm", "joint")],
+    *[
+        (name, m)
+        for name in ("digits", "svhn", "cifar10", "celeba64", "celeba32", "mnist")
+        for m in ("bidvl",)
+    ],
+    *[(name, m) for name in ("digits", "cifar10", "celeba64", "mnist") for m in ("hvae", "diffusion")],
+    ("digits32", "bidvl"),
+    ("digits_toy", "joint"),
+    ("digits_toy", "lebm"),
+    *[(name, "lebm_text") for name in ("text_toy", "ptb", "yahoo", "snli")],
+]
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_shipped_configs_validate(name):
+@pytest.mark.parametrize("name,method", SHIPPED)
+def test_shipped_configs_validate(name, method):
     module = __import__(f"configs.{name}", fromlist=["get_config"])
-    config = module.get_config("lebm")
+    config = module.get_config(method)
     default.validate(config)
-    assert config.method == "lebm"
+    assert config.method == method
+    # the config holds the shared groups and the method's own, nothing else
+    own = {"lebm": {"lebm", "sampler"}, "lebm_text": {"lebm_text", "sampler"}, "joint": {"joint", "sampler"}}
+    own |= {"hvae": {"hvae", "backbone"}, "diffusion": {"diffusion", "backbone"}, "bidvl": {"bidvl"}}
+    assert set(config) == {"method", "seed", "data", "train", "eval", *own[method]}
 
 
-def test_unknown_key_is_named_with_the_allowed_keys():
+def test_the_method_group_is_its_hparams_settings():
+    """One source of keys, defaults and allowed values: the hparams dataclass's setting fields."""
+    c = default.get_config("lebm")
+    declared = {**settings_of(lebm.EBMPrior), **settings_of(lebm.GaussianImageLikelihood)}
+    declared |= settings_of(lebm.LEBMOptimizer)
+    assert set(c.lebm) == set(declared)
+    assert c.lebm.generator == "dcgan" and declared["generator"].choices == ("dcgan", "small8")
+    hp = lebm.hparams_from_config(c)
+    assert (hp.latent_dim, hp.likelihood.ngf, hp.prior_steps) == (100, 64, 60)
+
+
+def test_a_key_another_method_reads_is_an_error_under_this_method():
+    c = default.get_config("lebm")
+    c.bidvl = default.get_config("bidvl").bidvl
+    with pytest.raises(ConfigError, match=r"config key 'bidvl' is not read by method 'lebm'"):
+        default.validate(c)
+    c = default.get_config("bidvl")
+    c.sampler = default.get_config("lebm").sampler  # BiDVL runs no Langevin chain
+    with pytest.raises(ConfigError, match=r"'sampler' is not read by method 'bidvl'"):
+        default.validate(c)
+    c = default.get_config("joint")
+    c.sampler.posterior_steps = 20  # the joint prior infers with its network, not a posterior chain
+    with pytest.raises(ConfigError, match=r"'sampler.posterior_steps' is not read by method 'joint'"):
+        default.validate(c)
+
+
+def test_unknown_key_names_the_nearest_key():
     c = default.get_config()
     c.train.unlocked_typo = 3
-    with pytest.raises(ConfigError, match=r"unknown config key 'train.unlocked_typo'.*batch_size"):
+    with pytest.raises(
+        ConfigError, match=r"'train.unlocked_typo' is not read.*keys of group 'train'.*batch_size"
+    ):
         default.validate(c)
+    c = default.get_config()
+    c.lebm.latnt_dim = 3
+    with pytest.raises(ConfigError, match=r"did you mean 'lebm.latent_dim'\?"):
+        default.validate(c)
+
+
+def test_evaluator_keys_exist_only_where_an_evaluator_reads_them():
+    text = default.get_config("lebm_text")
+    assert "fd_num_samples" not in text.eval and "nll_samples" in text.eval
+    images = default.get_config("lebm")
+    assert "fd_num_samples" in images.eval and "nll_samples" not in images.eval
+    assert "ood_sets" in default.get_config("bidvl").eval and "ood_sets" not in images.eval
 
 
 @pytest.mark.parametrize(
     "path,value,pattern",
     [
-        (
-            "model.generator",
-            "resnet",
-            r"'model.generator' has value 'resnet'; allowed values: \['dcgan'",
-        ),
+        ("lebm.generator", "resnet", r"'lebm.generator' has value 'resnet'; allowed values: \['dcgan'"),
         ("train.batch_size", 0, r"'train.batch_size' has value 0; it must be a positive integer"),
-        ("train.lr_gen", "fast", r"'train.lr_gen' has value 'fast' of type str; expected float"),
+        ("lebm.lr_gen", "fast", r"'lebm.lr_gen' has value 'fast' of type str; expected float"),
         ("data.name", "imagenet", r"'data.name' has value 'imagenet'"),
-        ("train.beta1", 1.5, r"'train.beta1' has value 1.5; it must be in \[0, 1\)"),
+        ("lebm.beta1", 1.5, r"'lebm.beta1' has value 1.5; it must be in \[0, 1\)"),
+        ("lebm.ebm_hidden", 0, r"'lebm.ebm_hidden' has value 0; it must be a positive integer"),
+        ("train.num_steps", 0, r"'train.num_steps' has value 0; it must be -1 \(use num_epochs\)"),
+        ("eval.metrics", ("fd", "fdd"), r"'eval.metrics' names evaluator 'fdd'.*did you mean 'fd'"),
+        (
+            "eval.metrics",
+            ("nll",),
+            r"'eval.metrics' names evaluator 'nll', which method 'lebm' does not have",
+        ),
+        ("eval.fd_num_samples", 1, r"'eval.fd_num_samples' has value 1; it must be an integer >= 2"),
     ],
 )
 def test_bad_values_are_named_with_what_is_allowed(path, value, pattern):
     c = default.get_config()
-    group, key = path.split(".")
     with c.ignore_type():
-        c[group][key] = value
+        apply_overrides(c, {path: value})
     with pytest.raises(ConfigError, match=pattern):
         default.validate(c)
 
 
 def test_cross_field_checks():
     c = default.get_config()
-    c.model.generator = "small8"
+    c.lebm.generator = "small8"
     with pytest.raises(ConfigError, match="small8"):
         default.validate(c)
     c = default.get_config()
-    c.eval.anomaly = True
-    with pytest.raises(ConfigError, match="holdout_class"):
+    c.eval.metrics = ("reconstruction", "anomaly")
+    with pytest.raises(ConfigError, match=r"evaluator 'anomaly'.*data\.holdout_class"):
         default.validate(c)
-    with pytest.raises(ValueError, match="unknown method 'gan'"):
+    with pytest.raises(ConfigError, match=r"config key 'method' has value 'gan'; allowed values"):
         default.get_config("gan")
+
+
+def test_every_registered_method_builds_and_validates_its_reference_config():
+    for name in methods.SPECS:
+        c = default.get_config(name)
+        default.validate(c)
+        assert c.method == name and c.eval.metrics
 
 
 def _run_main(*args, timeout=120):
@@ -77,16 +148,25 @@ def _run_main(*args, timeout=120):
     )
 
 
-def test_command_line_rejects_unknown_override_and_bad_value(tmp_path):
-    bad_key = _run_main("--config=configs/digits.py", f"--workdir={tmp_path}", "--config.train.bogus=1")
-    assert bad_key.returncode != 0 and "bogus" in bad_key.stderr
+def test_command_line_rejects_unknown_override_and_bad_value_in_one_line(tmp_path):
+    bad_key = _run_main("--config=configs/digits.py", f"--workdir={tmp_path}", "--config.bidvl.enc_width=1")
+    assert bad_key.returncode == 2, bad_key.stderr[-2000:]
+    assert bad_key.stderr.strip() == (
+        "config error: config key 'bidvl.enc_width' is not read by method 'lebm' with dataset 'digits' "
+        "(--config.bidvl.enc_width)"
+    )
+    renamed = _run_main(
+        "--config=configs/digits.py:joint", f"--workdir={tmp_path}", "--config.model.hier_widths=(8,)"
+    )
+    assert renamed.returncode == 2 and "did you mean 'joint.widths'?" in renamed.stderr
     bad_value = _run_main(
-        "--config=configs/digits.py", f"--workdir={tmp_path}", "--config.model.generator=vae"
+        "--config=configs/digits.py", f"--workdir={tmp_path}", "--config.lebm.generator=vae"
     )
     assert bad_value.returncode == 2
-    assert "'model.generator' has value 'vae'" in bad_value.stderr and "small8" in bad_value.stderr
+    assert "'lebm.generator' has value 'vae'" in bad_value.stderr and "small8" in bad_value.stderr
+    assert "Traceback" not in bad_value.stderr + bad_key.stderr
     bad_method = _run_main("--config=configs/digits.py:gan", f"--workdir={tmp_path}")
-    assert bad_method.returncode != 0 and "unknown method 'gan'" in bad_method.stderr
+    assert bad_method.returncode == 2 and "'method' has value 'gan'" in bad_method.stderr
     assert not os.path.exists(tmp_path / "checkpoints")
 
 
@@ -101,26 +181,26 @@ def test_command_line_missing_dataset_says_how_to_prepare_it(tmp_path):
     assert f"--data_dir={tmp_path / 'tfds'}" in out.stderr
 
 
-@pytest.mark.parametrize("name", [*CONFIGS, "digits_toy"])
-def test_shipped_joint_configs_validate(name):
-    module = __import__(f"configs.{name}", fromlist=["get_config"])
-    config = module.get_config("joint")
-    default.validate(config)
-    assert config.method == "joint" and len(config.model.hier_widths) == len(config.model.latent_dims) + 1
-
-
 @pytest.mark.parametrize(
     "method,overrides,pattern",
     [
-        ("joint", {"model.hier_widths": (8, 16)}, r"'model.hier_widths' has 2 values but .* 3 layers"),
+        ("joint", {"joint.widths": (8, 16)}, r"'joint.widths' has 2 values but .* 3 layers"),
         (
             "joint",
-            {"model.latent_dims": (2,) * 7, "model.hier_widths": (4,) * 8},
+            {"joint.latent_dims": (2,) * 7, "joint.widths": (4,) * 8},
             r"'data.image_size' = 32 does not halve 6 times; use at most 6 layers",
         ),
-        ("joint", {"model.latent_dims": (3,)}, r"'model.latent_dims' .* at least 2 positive integers"),
-        ("joint", {"model.kl_estimator": "mc"}, r"'model.kl_estimator' has value 'mc'; allowed"),
-        ("lebm", {"model.ebm_hidden": 0}, r"'model.ebm_hidden' is 0 \(no EBM\), which only method 'joint'"),
+        ("joint", {"joint.latent_dims": (3,)}, r"'joint.latent_dims' .* at least 2 positive integers"),
+        ("joint", {"joint.kl_estimator": "mc"}, r"'joint.kl_estimator' has value 'mc'; allowed"),
+        ("hvae", {"backbone.widths": (8, 16)}, r"'backbone.widths' has 2 values but .* 3 layers"),
+        (
+            "diffusion",
+            {"diffusion.label_layers": (4,)},
+            r"'diffusion.label_layers' = \(4,\) names layers beyond",
+        ),
+        ("diffusion", {"eval.ood_source": "imagenet"}, r"'eval.ood_source' has value 'imagenet'"),
+        ("bidvl", {"eval.ood_sets": ("noise",)}, r"'eval.ood_sets' has value \('noise',\)"),
+        ("lebm", {"data.name": "text_toy"}, r"text corpus 'text_toy'; method 'lebm' models images"),
         (
             "joint",
             {"data.classes": (0, 1), "data.holdout_class": 9},
@@ -128,10 +208,14 @@ def test_shipped_joint_configs_validate(name):
         ),
     ],
 )
-def test_joint_cross_field_checks(method, overrides, pattern):
+def test_method_cross_field_checks(method, overrides, pattern):
     from configs import digits
 
     c = digits.get_config(method)
+    if "data.name" in overrides:  # a text corpus has the text data group
+        from latentebm_jax.data.settings import data_group
+
+        c.data = data_group(overrides.pop("data.name"))
     apply_overrides(c, overrides)
     with pytest.raises(ConfigError, match=pattern):
         default.validate(c)

@@ -20,17 +20,17 @@ from configs import celeba64, cifar10, digits, mnist
 from configs.default import validate
 from latentebm_jax import diffusion as dif
 from latentebm_jax import losses
+from latentebm_jax.backbones import BackboneError
+from latentebm_jax.backbones.hvae import HVAEBackbone
+from latentebm_jax.config_schema import ConfigError
 from latentebm_jax.data import load_digits
-from latentebm_jax.methods import diffusion as dm
+from latentebm_jax.methods import diffusion_prior as dm
+from latentebm_jax.methods import hvae
 from latentebm_jax.methods.common import example_keys, fold_keys
-from latentebm_jax.training.validation import ConfigError
 
+BACKBONE = HVAEBackbone(image_shape=(8, 8, 1), latent_dims=(2, 3, 4), widths=(4, 6, 8, 16), prior_hidden=8)
 TINY = dm.DiffusionHparams(
-    stage=1,
-    image_shape=(8, 8, 1),
-    latent_dims=(2, 3, 4),
-    widths=(4, 6, 8, 16),
-    prior_hidden=8,
+    backbone=BACKBONE,
     langevin_steps=3,
     base_step=1e-3,
     ebm_hidden=8,
@@ -38,7 +38,7 @@ TINY = dm.DiffusionHparams(
     ebm_spectral_norm=False,
     label_layers=(2,),  # the top layer z_3 (0-based here; configs number layers from 1)
 )
-SGD = {"backbone": optax.sgd(0.01), "ebm": optax.sgd(0.1)}
+SGD = optax.sgd(0.1)
 
 
 def _x(n=6):
@@ -47,45 +47,46 @@ def _x(n=6):
 
 @functools.cache
 def _states():
-    s1 = jax.jit(functools.partial(dm.init, TINY, SGD))(jax.random.key(0))
-    hp2 = dataclasses.replace(TINY, stage=2)
-    s2 = dm.init(hp2, SGD, jax.random.key(1), backbone=s1.params["backbone"])
+    s1 = jax.jit(functools.partial(hvae.init, BACKBONE, optax.sgd(0.01)))(jax.random.key(0))
+    s2 = dm.init(TINY, SGD, jax.random.key(1), backbone=s1.params["backbone"])
     return s1, s2
 
 
 @pytest.mark.parametrize("module", [digits, mnist, cifar10, celeba64])
 def test_every_diffusion_config_builds_both_stages(module):
-    """Shapes only (no compilation): the backbone maps u to images, the EBM gives one output per layer."""
+    """Shapes only (no compilation, nothing read): the backbone maps u to images, the EBM gives one output
+    per layer; the stage-2 state's shapes need no backbone directory."""
+    for method in ("hvae", "diffusion"):
+        validate(module.get_config(method))
     cfg = module.get_config("diffusion")
-    validate(cfg)
     hp = dm.hparams_from_config(cfg)
-    s1 = dataclasses.replace(hp, stage=1)
-    state = jax.eval_shape(
-        functools.partial(dm.init, s1, dm.optimizers_from_config(cfg, 10)), jax.random.key(0)
-    )
+    state = dm.make(cfg, None, 10).state_shapes(jax.random.key(0))
     u = tuple(jax.ShapeDtypeStruct((2, d), jnp.float32) for d in hp.latent_dims)
-    images = jax.eval_shape(lambda p, u: dm.decode(hp, p, dm.to_z(hp, p, u)), state.params["backbone"], u)
-    assert images.shape == (2, *hp.image_shape)
-    assert hp.num_diffusion_steps == 3 and cfg.sampler.prior_steps == 50
+    images = jax.eval_shape(
+        lambda p, u: dm.decode(hp, p, dm.to_z(hp, p, u)), state.model_state["backbone"], u
+    )
+    assert images.shape == (2, *hp.backbone.image_shape)
+    assert hp.num_diffusion_steps == 3 and hp.langevin_steps == 50
+    assert cfg.backbone.to_dict() == module.get_config("hvae").backbone.to_dict()  # one backbone
 
 
 def test_stage1_elbo_terms_match_a_hand_computation():
     s1, _ = _states()
     bb = s1.params["backbone"]
     x = _x()
-    noise = tuple(jax.random.normal(jax.random.key(i), (6, d)) for i, d in enumerate(TINY.latent_dims))
-    terms = dm.elbo_terms(TINY, bb, x, noise)
-    stats = dm.encode(TINY, bb, x)
+    noise = tuple(jax.random.normal(jax.random.key(i), (6, d)) for i, d in enumerate(BACKBONE.latent_dims))
+    terms = hvae.elbo_terms(BACKBONE, bb, x, noise)
+    stats = BACKBONE.encode(bb, x)
     z = [m + jnp.exp(0.5 * lv) * e for (m, lv), e in zip(stats, noise)]
-    cond = dm.conditional_fn(TINY, bb)
     kl = []
     for i, (m, lv) in enumerate(stats):
-        mp, sp = cond(i, tuple(z[i + 1 :]))
+        mp, sp = BACKBONE.conditional(bb, i, tuple(z[i + 1 :]))
         mp, sp = np.broadcast_to(mp, m.shape), np.broadcast_to(sp, m.shape)
         q_var = np.exp(lv)
         per = np.log(sp) - 0.5 * lv + (q_var + (m - mp) ** 2) / (2 * sp**2) - 0.5
         kl.append(np.mean(np.sum(per, 1)))
-    recon = np.mean(np.sum((x - dm.decode(TINY, bb, tuple(z))) ** 2, (1, 2, 3))) / (2 * TINY.sigma**2)
+    sigma = BACKBONE.likelihood_sigma
+    recon = np.mean(np.sum((x - BACKBONE.decode(bb, tuple(z))) ** 2, (1, 2, 3))) / (2 * sigma**2)
     np.testing.assert_allclose(terms["kl"], kl, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(terms["recon"], recon, rtol=1e-5)
     np.testing.assert_allclose(terms["loss"], recon + sum(kl), rtol=1e-4)
@@ -95,7 +96,7 @@ def test_stage2_step_matches_algorithm_1_written_out():
     """One SGD step of the library equals Alg. 1 computed here from the u-space functions and Eq. 12 with
     F = g/s_t (the authors' loss normalisation), plus the cross-entropy of softmax(F) at t = 0 (App. A.2)."""
     _, s2 = _states()
-    hp = dataclasses.replace(TINY, stage=2)
+    hp = TINY
     x, labels = _x(), jnp.asarray(load_digits("train").get(np.arange(6))["label"])
     batch = {"image": x, "label": labels}
     new, metrics = jax.jit(functools.partial(dm.train_step, hp, SGD))(s2, batch)
@@ -168,14 +169,14 @@ def test_label_coupled_energy_by_step_and_guidance():
     lse = jax.nn.logsumexp(logits, -1)
     picked = logits[jnp.arange(3), labels]
     for steps, w, coupled in (("first", 1.0, [1, 0, 0]), ("all", 1.0, [1, 1, 1]), ("all", 3.0, [1, 1, 1])):
-        hp = dataclasses.replace(TINY, stage=2, label_steps=steps, label_guidance=w)
+        hp = dataclasses.replace(TINY, label_steps=steps, label_guidance=w)
         got = dm.layer_neg_energies(hp, outs, t, labels)
         want = jnp.where(jnp.asarray(coupled, bool), lse + w * (picked - lse), lse)
         np.testing.assert_allclose(got[:, 2], want, rtol=1e-5)
         np.testing.assert_allclose(got[:, 0], scale * outs[0][:, 0], rtol=1e-6)
         np.testing.assert_allclose(dm.layer_neg_energies(hp, outs, t)[:, 2], lse, rtol=1e-6)
     # one label per coupled layer (attributes, Fig. 4): column j for label_layers[j]; -1 leaves it label-free
-    hp = dataclasses.replace(TINY, stage=2, label_layers=(2, 0), label_steps="all")
+    hp = dataclasses.replace(TINY, label_layers=(2, 0), label_steps="all")
     outs2 = (jnp.asarray(rng.normal(size=(3, 10)), jnp.float32), outs[1], outs[2])
     per_layer = jnp.stack([labels, jnp.array([2, -1, 5])], axis=1)  # z_3's labels, then z_1's
     got = dm.layer_neg_energies(hp, outs2, t, per_layer)
@@ -188,7 +189,7 @@ def test_label_coupled_energy_by_step_and_guidance():
 
 def test_reverse_sampler_holds_fixed_layers_and_reaches_z():
     _, s2 = _states()
-    hp = dataclasses.replace(TINY, stage=2)
+    hp = TINY
     params = dm.inference_params(s2)
     keys = jax.random.split(jax.random.key(5), 4)
     u = dm.sample_u(hp, params, keys)
@@ -201,12 +202,24 @@ def test_reverse_sampler_holds_fixed_layers_and_reaches_z():
 
 def test_bad_stage2_input_is_reported(tmp_path):
     cfg = digits.get_config("diffusion")
-    with pytest.raises(dm.BackboneError, match=r"diffusion\.backbone_dir"):
-        dm.make(cfg, 10)
+    method = dm.make(cfg, None, 10)  # binding reads nothing
+    with pytest.raises(BackboneError, match=r"diffusion\.backbone_dir"):
+        method.init(jax.random.key(0))
     cfg.diffusion.backbone_dir = str(tmp_path / "nothing")
-    with pytest.raises(dm.BackboneError, match="no stage-1 checkpoint"):
-        dm.make(cfg, 10)
+    with pytest.raises(BackboneError, match="no hvae run in"):
+        dm.make(cfg, None, 10).init(jax.random.key(0))
     assert not os.path.exists(tmp_path / "nothing")  # nothing is created
+    # an hvae run of another architecture is refused, naming what differs
+    other = digits.get_config("hvae")
+    other.backbone.latent_dims = (2, 2, 8)
+    run = tmp_path / "other"
+    os.makedirs(run / "checkpoints")
+    with open(run / "config.json", "w") as f:
+        json.dump(other.to_dict(), f)
+    cfg.diffusion.backbone_dir = str(run)
+    differs = r"(?s)another backbone.*backbone\.latent_dims: \[2, 2, 8\] there"
+    with pytest.raises(BackboneError, match=differs):
+        dm.make(cfg, None, 10).init(jax.random.key(0))
     bad = digits.get_config("diffusion")
     bad.diffusion.label_layers = (4,)
     with pytest.raises(ConfigError, match="label_layers"):
@@ -217,46 +230,47 @@ def test_bad_stage2_input_is_reported(tmp_path):
         validate(bad)
 
 
-def _tiny_run_config(**overrides):
-    c = digits.get_config("diffusion")
-    return apply_overrides(
-        c,
-        {
-            "data.image_size": 8,
-            "model.latent_dims": (2, 3, 4),
-            "model.hier_widths": (8, 16, 32, 64),
-            "model.ebm_hidden": 32,
-            "diffusion.prior_hidden": 32,
-            "diffusion.backbone_epochs": 15,
-            "diffusion.label_layers": (1, 2, 3),
-            "diffusion.label_steps": "all",
-            "diffusion.label_guidance": 30.0,
-            "sampler.prior_steps": 5,
-            "train.num_epochs": 10,
-            "train.lr_ebm": 1e-3,
-            "train.log_every": 50,
-            "train.ckpt_every": 1000,
-            "train.eval_every": 0,
-            "eval.batch_size": 200,
-            "eval.num_samples": 16,
-            "eval.max_test_examples": 200,
-            "eval.fd": False,
-            "eval.probe": False,
-            "eval.hierarchy": False,
-            "eval.long_run_steps": (),
-            "eval.ood_max_examples": 50,
-            "eval.label_samples_per_class": 10,
-            "eval.compose_variations": 1,
-            "eval.fd_classifier_epochs": 3,
-            **overrides,
-        },
-    )
+def _tiny_run_config(method, **overrides):
+    c = digits.get_config(method)
+    common = {
+        "data.image_size": 8,
+        "backbone.latent_dims": (2, 3, 4),
+        "backbone.widths": (8, 16, 32, 64),
+        "backbone.prior_hidden": 32,
+        "train.log_every": 50,
+        "train.ckpt_every": 1000,
+        "train.eval_every": 0,
+        "eval.batch_size": 200,
+        "eval.num_samples": 16,
+        "eval.max_test_examples": 200,
+    }
+    if method == "hvae":
+        common.update({"train.num_epochs": 15, "eval.metrics": ("reconstruction", "anomaly", "samples")})
+    else:
+        common.update(
+            {
+                "diffusion.ebm_hidden": 32,
+                "diffusion.label_layers": (1, 2, 3),
+                "diffusion.label_steps": "all",
+                "diffusion.label_guidance": 30.0,
+                "diffusion.langevin_steps": 5,
+                "diffusion.lr": 1e-3,
+                "train.num_epochs": 10,
+                "eval.metrics": ("reconstruction", "ood_by_layer", "controllable_synthesis", "samples"),
+                "eval.ood_max_examples": 50,
+                "eval.label_samples_per_class": 10,
+                "eval.compose_variations": 1,
+                "eval.fd_classifier_epochs": 3,
+            }
+        )
+    return apply_overrides(c, {**common, **overrides})
 
 
+@pytest.mark.slow
 def test_two_stage_digits_run_learns_backbone_and_label_coupled_energies(tmp_path):
     from latentebm_jax.training import loop
 
-    c1 = _tiny_run_config(**{"diffusion.stage": 1})
+    c1 = _tiny_run_config("hvae")
     validate(c1)
     s1 = loop.train(c1, str(tmp_path / "backbone"))
     with open(tmp_path / "backbone" / "metrics.jsonl") as f:
@@ -264,7 +278,7 @@ def test_two_stage_digits_run_learns_backbone_and_label_coupled_energies(tmp_pat
     elbos = [m["elbo"] for m in logged if "elbo" in m]
     assert elbos[-1] > elbos[0] + 50, elbos
     assert "auprc" in s1  # the backbone's own anomaly score
-    c2 = _tiny_run_config(**{"diffusion.backbone_dir": str(tmp_path / "backbone")})
+    c2 = _tiny_run_config("diffusion", **{"diffusion.backbone_dir": str(tmp_path / "backbone")})
     validate(c2)
     s2 = loop.train(c2, str(tmp_path / "ebm"))
     chance = s2["label_sampling_chance"]
@@ -275,3 +289,8 @@ def test_two_stage_digits_run_learns_backbone_and_label_coupled_energies(tmp_pat
     assert len(s2["ood_auroc_inference"]) == 3 and len(s2["ood_auroc_diffusion"]) == 3
     for name in ("ood_by_layer.png", "conditional_samples.png", "compositional.png", "samples.png"):
         assert os.path.exists(tmp_path / "ebm" / name), name
+    # the stage-2 checkpoint alone restores the run: evaluation without the backbone's directory
+    os.rename(tmp_path / "backbone", tmp_path / "moved")
+    c2.eval.metrics = ("reconstruction",)
+    again = loop.evaluate(c2, str(tmp_path / "ebm"))
+    assert again["step"] == s2["step"] and again["recon_mse"] == pytest.approx(s2["recon_mse"], rel=1e-6)

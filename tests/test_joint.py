@@ -28,7 +28,7 @@ TINY = joint.JointHparams(
     ebm_hidden=8,
     prior_steps=4,
     prior_step_size=0.4,
-    sigma=0.3,
+    likelihood_sigma=0.3,
 )
 
 
@@ -267,15 +267,15 @@ def test_train_step_equals_reference_computation_of_algorithm_1():
 
 def tiny_joint_config(**overrides):
     c = digits.get_config("joint")
-    c.model.hier_widths = (8, 16, 32, 128)
-    c.model.ebm_hidden = 32
+    c.joint.widths = (8, 16, 32, 128)
+    c.joint.ebm_hidden = 32
     c.sampler.prior_steps = 10
     # 200 steps of 50 at 3x the config's generator learning rate: a third of the examples of 300 steps of
     # 100 at 1e-3, and still learns the hierarchy (measured: probe accuracies 0.53 / 0.54 / 0.63 bottom to
     # top, ELBO -2554 -> -162); 100 steps of 50 at 1e-3 do not (probes 0.42 / 0.44 / 0.26)
     c.train.num_steps = 200
     c.train.batch_size = 50
-    c.train.lr_gen = 3e-3
+    c.joint.lr_gen_enc = 3e-3
     c.train.log_every = 25
     c.train.ckpt_every = 200
     c.train.eval_every = 0
@@ -285,7 +285,7 @@ def tiny_joint_config(**overrides):
     c.eval.long_run_steps = (10,)
     c.eval.long_run_chains = 2
     c.eval.long_run_frames = 5
-    c.eval.fd = False
+    c.eval.metrics = tuple(m for m in c.eval.metrics if m != "fd")
     c.eval.probe_epochs = 30
     c.eval.hierarchy_rows = 2
     c.eval.traversal_units = 2

@@ -12,20 +12,20 @@ from latentebm_jax.data import load_digits
 from latentebm_jax.langevin import gaussian_like
 from latentebm_jax.methods import lebm
 from latentebm_jax.methods.common import example_keys
-from latentebm_jax.training.optim import torch_adam
+from latentebm_jax.optim import torch_adam
 
 HP = lebm.LEBMHparams(
-    image_shape=(8, 8, 1),
     latent_dim=4,
-    generator="small8",
-    ngf=8,
     ebm_hidden=16,
     prior_steps=4,
     prior_step_size=0.4,
     posterior_steps=3,
     posterior_step_size=0.1,
-    sigma=0.3,
+    likelihood=lebm.GaussianImageLikelihood(
+        image_shape=(8, 8, 1), generator="small8", ngf=8, likelihood_sigma=0.3
+    ),
 )
+SIGMA = HP.likelihood.likelihood_sigma
 
 
 def _reference_chain(logp, z, keys, noise_stream, s, k_steps):
@@ -47,17 +47,17 @@ def test_train_step_equals_reference_computation_of_algorithm_1():
     # --- reference, written from the paper's equations ---
     pe, pg = state.params["ebm"], state.params["gen"]
     f = lambda p, z: HP.energy_net().apply({"params": p}, z)
-    g = lambda p, z: HP.generator_net().apply({"params": p}, z)
+    g = lambda p, z: HP.likelihood.net().apply({"params": p}, z)
     keys = example_keys(state.step_key(), 6)
     normal0 = lambda stream: jax.vmap(
         lambda k: jax.random.normal(jax.random.fold_in(k, stream), (HP.latent_dim,))
     )(keys)
     log_prior = lambda z: f(pe, z) - 0.5 * jnp.sum(z**2, 1)  # σ_p = 1, constants dropped
-    log_post = lambda z: log_prior(z) - jnp.sum((x - g(pg, z)) ** 2, (1, 2, 3)) / (2 * HP.sigma**2)
+    log_post = lambda z: log_prior(z) - jnp.sum((x - g(pg, z)) ** 2, (1, 2, 3)) / (2 * SIGMA**2)
     z_neg = _reference_chain(log_prior, normal0(0), keys, 1, HP.prior_step_size, HP.prior_steps)
     z_pos = _reference_chain(log_post, normal0(2), keys, 3, HP.posterior_step_size, HP.posterior_steps)
     # Eq. 11: ascend E[log p_β(x|z⁺)]; Eq. 10: ascend E[f(z⁺)] − E[f(z⁻)] (plain SGD here)
-    grad_g = jax.grad(lambda p: jnp.mean(jnp.sum((x - g(p, z_pos)) ** 2, (1, 2, 3))) / (2 * HP.sigma**2))(pg)
+    grad_g = jax.grad(lambda p: jnp.mean(jnp.sum((x - g(p, z_pos)) ** 2, (1, 2, 3))) / (2 * SIGMA**2))(pg)
     grad_e = jax.grad(lambda p: jnp.mean(f(p, z_neg)) - jnp.mean(f(p, z_pos)))(pe)
     want_g = jax.tree.map(lambda p, d: p - 0.01 * d, pg, grad_g)
     want_e = jax.tree.map(lambda p, d: p - 0.5 * d, pe, grad_e)
@@ -85,13 +85,11 @@ def test_official_generator_loss_option_differs_only_by_the_constant():
 def trained():
     """A small LEBM trained for 300 steps on the digits (about 10 s on 2 cores)."""
     hp = lebm.LEBMHparams(
-        image_shape=(8, 8, 1),
         latent_dim=8,
-        generator="small8",
-        ngf=16,
         ebm_hidden=64,
         prior_steps=20,
         posterior_steps=20,
+        likelihood=lebm.GaussianImageLikelihood(image_shape=(8, 8, 1), generator="small8", ngf=16),
     )
     tx = {"ebm": torch_adam(1e-4, b1=0.5), "gen": torch_adam(1e-3, b1=0.5)}
     state0 = lebm.init(hp, tx, jax.random.key(0))
@@ -108,7 +106,7 @@ def trained():
 
 def _test_recon_mse(hp, params):
     x = jnp.asarray(load_digits("test").get(np.arange(200))["image"])
-    x_hat = jax.jit(functools.partial(lebm.reconstruct, hp))(params, x, jax.random.key(1))
+    x_hat = jax.jit(functools.partial(lebm.reconstruct, hp))(params, {"image": x}, jax.random.key(1))["image"]
     return float(jnp.mean((x - x_hat) ** 2))
 
 
@@ -123,7 +121,7 @@ def test_lebm_learns_on_digits(trained):
     train = load_digits("train").images.reshape(1437, -1)
 
     def nn_dist(params):
-        xs = np.asarray(lebm.generate(hp, params, jax.random.key(2), 100)).reshape(100, -1)
+        xs = np.asarray(lebm.generate(hp, params, jax.random.key(2), 100)["image"]).reshape(100, -1)
         d = ((xs[:, None, :] - train[None]) ** 2).sum(-1)
         return float(np.mean(np.sqrt(d.min(1))))
 
@@ -136,13 +134,13 @@ def test_prior_chain_energy_trace_settles(trained):
         state.params, jax.random.key(3), 64, 400, 50
     )
     energy = np.asarray(out["energy"])
-    assert energy.shape == (401,) and out["images"].shape == (9, 64, 8, 8, 1)
+    assert energy.shape == (401,) and out["frames"]["image"].shape == (9, 64, 8, 8, 1)
     third, last = energy[200:300].mean(), energy[300:].mean()
     # the chain moves from the initial N(0, I) draws into a lower-energy region and stays there
     assert last < energy[0]
     assert abs(third - last) < 0.25 * (energy[0] - min(third, last)) + 0.5
     # energy equals −(f + log N(z; 0, I)) of the recorded final states
-    z_imgs = out["images"][-1]
+    z_imgs = out["frames"]["image"][-1]
     assert np.all(np.abs(z_imgs) <= 1.0)
 
 
@@ -150,12 +148,13 @@ def test_anomaly_score_is_log_joint_at_posterior_samples(trained):
     hp, _, state, _ = trained
     x = jnp.asarray(load_digits("test").get(np.arange(10))["image"])
     key = jax.random.key(4)
-    score = lebm.log_joint_at_posterior(hp, state.params, x, key)
-    z = lebm.sample_posterior(hp, state.params, x, jax.random.split(key, 10))
-    np.testing.assert_allclose(score, lebm.log_joint(hp, state.params, z, x), rtol=1e-5)
+    score = lebm.log_joint_at_posterior(hp, state.params, {"image": x}, key)
+    z = lebm.sample_posterior(hp, state.params, {"image": x}, jax.random.split(key, 10))
+    np.testing.assert_allclose(score, lebm.log_joint(hp, state.params, z, {"image": x}), rtol=1e-5)
     # a far-off image is much less likely than a digit
     noise = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (10, 8, 8, 1)), jnp.float32)
-    assert float(jnp.mean(lebm.log_joint_at_posterior(hp, state.params, noise, key))) < float(jnp.mean(score))
+    far = lebm.log_joint_at_posterior(hp, state.params, {"image": noise}, key)
+    assert float(jnp.mean(far)) < float(jnp.mean(score))
 
 
 def test_svhn_networks_train_on_digits32():
@@ -165,8 +164,9 @@ def test_svhn_networks_train_on_digits32():
     config = digits32.get_config("lebm")
     config.sampler.prior_steps = config.sampler.posterior_steps = 2
     hp = lebm.hparams_from_config(config)
-    assert hp.image_shape == (32, 32, 3) and (hp.ngf, hp.latent_dim, hp.ebm_hidden) == (64, 100, 200)
-    tx = lebm.optimizers_from_config(config, steps_per_epoch=14)
+    lik = hp.likelihood
+    assert lik.image_shape == (32, 32, 3) and (lik.ngf, hp.latent_dim, hp.ebm_hidden) == (64, 100, 200)
+    tx = lebm.optimizer_from_config(config, "lebm").build("gen", steps_per_epoch=14)
     state = lebm.init(hp, tx, jax.random.key(0))
     x = jnp.asarray(load_digits("train", 32, 3).get(np.arange(4))["image"])
     new_state, metrics = jax.jit(functools.partial(lebm.train_step, hp, tx))(state, {"image": x})
@@ -182,17 +182,26 @@ def test_svhn_networks_train_on_digits32():
             assert float(jnp.max(jnp.abs(a - b))) > 0, name  # every other parameter was updated
 
 
-def test_reconstruct_and_log_joint_share_one_posterior_sample(trained):
+def test_method_predict_functions_are_the_pure_functions_bound_to_the_config(trained):
+    """make() binds the config: the same hparams, and predict functions that equal the pure ones (the
+    anomaly score at the same key uses the same posterior sample as the reconstruction)."""
     hp, _, state, _ = trained
     from configs import digits
 
     config = digits.get_config("lebm")
-    config.model.latent_dim, config.model.ngf, config.model.ebm_hidden = 8, 16, 64
+    config.lebm.update(latent_dim=8, ngf=16, ebm_hidden=64)
     config.sampler.prior_steps = config.sampler.posterior_steps = 20
-    method = lebm.make(config, steps_per_epoch=1)
-    assert method.hparams == hp
-    x = jnp.asarray(load_digits("test").get(np.arange(10))["image"])
+    assert lebm.hparams_from_config(config) == hp
+    method = lebm.make(config, None, steps_per_epoch=1)
+    batch = {"image": jnp.asarray(load_digits("test").get(np.arange(10))["image"])}
     key = jax.random.key(5)
-    x_hat, score = method.reconstruct_and_log_joint(state.params, x, key)
-    np.testing.assert_allclose(x_hat, method.reconstruct(state.params, x, key), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(score, method.log_joint(state.params, x, key), rtol=1e-5)
+    x_hat = method.predict["reconstruct"](state.params, batch, key)["image"]
+    np.testing.assert_allclose(
+        x_hat, lebm.reconstruct(hp, state.params, batch, key)["image"], rtol=1e-5, atol=1e-6
+    )
+    z = lebm.infer(hp, state.params, batch, key)
+    np.testing.assert_allclose(x_hat, hp.likelihood.mean(state.params["gen"], z), rtol=1e-5, atol=1e-6)
+    score = method.predict["log_joint"](state.params, batch, key)
+    np.testing.assert_allclose(score, lebm.log_joint(hp, state.params, z, batch), rtol=1e-5)
+    (z_method,) = method.predict["infer"](state.params, batch, key)
+    np.testing.assert_allclose(z_method, z, rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ import pytest
 from latentebm_jax import priors
 from latentebm_jax.data.text import Vocabulary, load_text_corpus
 from latentebm_jax.langevin import langevin
-from latentebm_jax.methods import lebm_text
+from latentebm_jax.methods import lebm, lebm_text
 from latentebm_jax.methods.common import example_keys, fold_keys, normal_per_example
 from latentebm_jax.nets import text as text_nets
 
@@ -21,18 +21,24 @@ TRAIN = load_text_corpus("text_toy", "train")
 VOCAB = Vocabulary.from_sentences(TRAIN)
 MAX_LEN = 16
 
-HP = lebm_text.TextLEBMHparams(
-    vocab_size=len(VOCAB),
-    max_len=MAX_LEN,
+HP = lebm.LEBMHparams(
     latent_dim=4,
-    embed_dim=8,
-    decoder_hidden=16,
     ebm_hidden=8,
     prior_steps=3,
     prior_step_size=0.4,
     posterior_steps=4,
     posterior_step_size=0.1,
+    posterior_unroll=1,
+    likelihood=lebm_text.LSTMLikelihood(
+        vocab_size=len(VOCAB), max_len=MAX_LEN, embed_dim=8, decoder_hidden=16
+    ),
 )
+
+
+def _with_dropout(hp, rate):
+    return dataclasses.replace(
+        hp, likelihood=dataclasses.replace(hp.likelihood, dropout_in=rate, dropout_out=rate)
+    )
 
 
 def _batch(n, start=0):
@@ -45,14 +51,13 @@ def test_posterior_langevin_raises_log_joint():
     # barely depends on z, so starting at the prior would leave the chain in equilibrium already
     hp = dataclasses.replace(HP, init_sigma=3.0, posterior_step_size=0.3)
     sgd = {"ebm": optax.sgd(0.0), "decoder": optax.sgd(0.0)}
-    state = lebm_text.init(hp, sgd, jax.random.key(0))
+    state = lebm.init(hp, sgd, jax.random.key(0))
     batch = _batch(16)
     keys = jax.random.split(jax.random.key(1), 16)
-    z0 = hp.init_sigma * normal_per_example(fold_keys(keys, lebm_text._POST_INIT), (hp.latent_dim,))
-    z = lebm_text.posterior_sample(hp, state.params, batch["ids"], batch["lengths"], keys, num_steps=20)
-    lj = functools.partial(lebm_text.posterior_log_joint, hp, state.params, ids=batch["ids"])
-    before = lj(z0, lengths=batch["lengths"])
-    after = lj(z, lengths=batch["lengths"])
+    z0 = hp.init_sigma * normal_per_example(fold_keys(keys, lebm._POST_INIT), (hp.latent_dim,))
+    z = lebm.sample_posterior(hp, state.params, batch, keys, num_steps=20)
+    before = lebm.log_joint(hp, state.params, z0, batch)
+    after = lebm.log_joint(hp, state.params, z, batch)
     assert before.shape == (16,)
     # E‖z0‖²/2 = 9·d/2 = 18 versus ≈ d/2 = 2 near equilibrium: the mean log-joint must rise by a margin
     rise = float(jnp.mean(after - before))
@@ -60,11 +65,11 @@ def test_posterior_langevin_raises_log_joint():
 
 
 def test_posterior_log_joint_is_sum_of_terms():
-    state = lebm_text.init(HP, {"ebm": optax.sgd(0.0), "decoder": optax.sgd(0.0)}, jax.random.key(3))
+    state = lebm.init(HP, {"ebm": optax.sgd(0.0), "decoder": optax.sgd(0.0)}, jax.random.key(3))
     b = _batch(5)
     z = jax.random.normal(jax.random.key(4), (5, HP.latent_dim))
-    got = lebm_text.posterior_log_joint(HP, state.params, z, b["ids"], b["lengths"])
-    dec = HP.decoder_net()
+    got = lebm.log_joint(HP, state.params, z, b)
+    dec = HP.likelihood.net()
     ll = text_nets.log_likelihood(dec, {"params": state.params["decoder"]}, z, b["ids"], b["lengths"])
     f = HP.energy_net().apply({"params": state.params["ebm"]}, z)
     gauss = -0.5 * jnp.sum(z**2, -1) - 0.5 * HP.latent_dim * np.log(2 * np.pi)
@@ -74,17 +79,17 @@ def test_posterior_log_joint_is_sum_of_terms():
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_train_step_matches_reference_sgd(dropout):
-    hp = dataclasses.replace(HP, dropout_in=dropout, dropout_out=dropout)
+    hp = _with_dropout(HP, dropout)
     lr_e, lr_d = 0.05, 0.3
     tx = {"ebm": optax.sgd(lr_e), "decoder": optax.sgd(lr_d)}
-    state = lebm_text.init(hp, tx, jax.random.key(5))
+    state = lebm.init(hp, tx, jax.random.key(5))
     batch = _batch(6, start=10)
-    new_state, metrics = lebm_text.train_step(hp, tx, state, batch)
+    new_state, metrics = lebm.train_step(hp, tx, state, batch)
 
     # reference: Algorithm 1 written out from langevin, log_likelihood and the contrastive loss
     p = state.params
     keys = example_keys(state.step_key(), 6)
-    dec = hp.decoder_net()
+    dec = hp.likelihood.net()
     ebm = hp.energy_net()
 
     def f(ep, z):
@@ -94,7 +99,7 @@ def test_train_step_matches_reference_sgd(dropout):
         return text_nets.log_likelihood(dec, {"params": dp}, z, batch["ids"], batch["lengths"], dropout_key)
 
     def log_prior(z):
-        return f(p["ebm"], z) + priors.gaussian_log_prob(z, hp.sigma_p)
+        return f(p["ebm"], z) + priors.gaussian_log_prob(z, hp.prior_sigma)
 
     z0n = normal_per_example(fold_keys(keys, 0), (hp.latent_dim,))
     z_neg = langevin(log_prior, z0n, fold_keys(keys, 1), step_size=0.4, num_steps=3)
@@ -129,10 +134,21 @@ def test_train_step_matches_reference_sgd(dropout):
 
 
 def test_generate_and_reconstruct_shapes():
-    state = lebm_text.init(HP, {"ebm": optax.sgd(0.0), "decoder": optax.sgd(0.0)}, jax.random.key(6))
-    ids, lengths = lebm_text.generate(HP, state.params, jax.random.key(7), 3, 1.0)
-    assert ids.shape == (3, MAX_LEN) and lengths.shape == (3,)
-    assert bool(jnp.all(ids[:, 0] == text_nets.BOS_ID))
+    state = lebm.init(HP, {"ebm": optax.sgd(0.0), "decoder": optax.sgd(0.0)}, jax.random.key(6))
+    out = lebm.generate(HP, state.params, jax.random.key(7), 3)
+    assert out["ids"].shape == (3, MAX_LEN) and out["lengths"].shape == (3,)
+    assert bool(jnp.all(out["ids"][:, 0] == text_nets.BOS_ID))
     b = _batch(2)
-    rids, rlen = lebm_text.reconstruct(HP, state.params, b["ids"], b["lengths"], jax.random.key(8))
-    assert rids.shape == b["ids"].shape and rlen.shape == (2,)
+    rec = lebm.reconstruct(HP, state.params, b, jax.random.key(8))
+    assert rec["ids"].shape == b["ids"].shape and rec["lengths"].shape == (2,)
+
+
+def test_image_and_text_lebm_share_algorithm_1():
+    """One train step: the image and the text LEBM run the same function over their likelihoods."""
+    from configs import digits, text_toy
+    from latentebm_jax.data import load_splits
+
+    image = lebm.make(digits.get_config("lebm"), None, 1)
+    config = text_toy.get_config()
+    text = lebm_text.make(config, load_splits(config.data), 1)
+    assert image.train_step.func is text.train_step.func is lebm.train_step

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from configs import default
+from latentebm_jax.checkpoint import Checkpointer, CheckpointError
 from latentebm_jax.data import DataSplits, load_splits
 from latentebm_jax.training import loop
-from latentebm_jax.training.checkpoint import Checkpointer, CheckpointError
 from latentebm_jax.training.metrics_writer import read_jsonl
 from latentebm_jax.training.setup import RunSetup
 
@@ -157,7 +157,7 @@ def test_corrupted_checkpoint_gives_a_clear_error(tmp_path, finished_run):
 
 def test_incompatible_checkpoint_names_the_mismatch(finished_run, tiny_config):
     workdir, _, _ = finished_run
-    other = tiny_config(**{"model.latent_dim": 6})
+    other = tiny_config(**{"lebm.latent_dim": 6})
     with pytest.raises(
         CheckpointError, match=r"(?s)does not fit.*shape of params\.ebm.*\(4, 16\).*\(6, 16\)"
     ):
@@ -171,7 +171,7 @@ def test_mnist_anomaly_protocol_runs_end_to_end_on_mock_tfds_data(tmp_path):
     from configs import mnist
 
     c = mnist.get_config("lebm")
-    c.model.latent_dim, c.model.ngf, c.model.ebm_hidden = 4, 4, 8
+    c.lebm.update(latent_dim=4, ngf=4, ebm_hidden=8)
     c.sampler.prior_steps = c.sampler.posterior_steps = 2
     c.train.batch_size, c.train.num_steps, c.train.log_every, c.train.ckpt_every = 8, 2, 1, 2
     c.eval.batch_size, c.eval.num_samples, c.eval.long_run_steps = 16, 4, (4,)
@@ -191,7 +191,7 @@ def test_fid_and_inception_score_end_to_end_with_generated_weights(finished_run,
 
     workdir, config, _ = finished_run
     c = config.copy_and_resolve_references()
-    c.eval.fid, c.eval.fd, c.eval.probe = True, False, False
+    c.eval.metrics = ("fid",)
     c.eval.fid_num_samples, c.eval.fid_reference_max, c.eval.inception_batch_size = 12, 24, 12
     c.eval.cache_dir = str(tmp_path / "cache")
     skipped = loop.evaluate(c, workdir)

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from latentebm_jax.training.optim import per_epoch_exponential_decay, torch_adam
+from latentebm_jax.optim import per_epoch_exponential_decay, torch_adam
 
 
 def test_epoch_end_decay_runs_epochs_zero_and_one_at_the_base_rate():

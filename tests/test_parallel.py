@@ -17,10 +17,11 @@ SCRIPT = textwrap.dedent(
     from latentebm_jax.data import load_digits
     from latentebm_jax.methods import lebm
     from latentebm_jax.training import parallel
-    from latentebm_jax.training.optim import torch_adam
+    from latentebm_jax.optim import torch_adam
 
-    hp = lebm.LEBMHparams(image_shape=(8, 8, 1), latent_dim=4, generator="small8", ngf=8,
-                          ebm_hidden=16, prior_steps=6, posterior_steps=6)
+    hp = lebm.LEBMHparams(latent_dim=4, ebm_hidden=16, prior_steps=6, posterior_steps=6,
+                          likelihood=lebm.GaussianImageLikelihood(image_shape=(8, 8, 1), generator="small8",
+                                                                  ngf=8))
     tx = {"ebm": torch_adam(1e-3, b1=0.5), "gen": torch_adam(1e-3, b1=0.5, weight_decay=1e-4)}
     step = functools.partial(lebm.train_step, hp, tx)
     state = lebm.init(hp, tx, jax.random.key(0))

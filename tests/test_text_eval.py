@@ -15,12 +15,13 @@ import pytest
 
 from configs import text_toy
 from configs.default import validate
+from latentebm_jax.config_schema import ConfigError
 from latentebm_jax.data import DataSplits, TextSource, load_text_sources, toy_grammar
-from latentebm_jax.methods import lebm_text
+from latentebm_jax.data.settings import data_group
+from latentebm_jax.methods import lebm, lebm_text
 from latentebm_jax.metrics.language_model import LanguageModel, LMSettings
 from latentebm_jax.nets import text as text_nets
 from latentebm_jax.training import loop
-from latentebm_jax.training.validation import ConfigError
 
 VOCAB, SOURCES = load_text_sources("text_toy", None, 32)
 
@@ -73,19 +74,19 @@ def test_uniform_language_model_has_perplexity_of_the_allowed_vocabulary():
 
 
 def _one_dim_model():
-    hp = lebm_text.TextLEBMHparams(
-        vocab_size=len(VOCAB),
-        max_len=16,
+    hp = lebm.LEBMHparams(
         latent_dim=1,
-        embed_dim=8,
-        decoder_hidden=16,
         ebm_hidden=16,
         posterior_steps=30,
         posterior_step_size=0.2,
+        posterior_unroll=1,
+        likelihood=lebm_text.LSTMLikelihood(
+            vocab_size=len(VOCAB), max_len=16, embed_dim=8, decoder_hidden=16
+        ),
     )
     import optax
 
-    state = lebm_text.init(hp, {"ebm": optax.sgd(0.0), "decoder": optax.sgd(0.0)}, jax.random.key(1))
+    state = lebm.init(hp, {"ebm": optax.sgd(0.0), "decoder": optax.sgd(0.0)}, jax.random.key(1))
     # a non-trivial energy (log Z != 0), and a decoder whose initial state z sets sharply enough that the
     # likelihood varies by nats over the prior's range (a real integral, posterior narrower than the prior)
     ebm = jax.tree.map(lambda a: 2.0 * a, state.params["ebm"])
@@ -100,7 +101,7 @@ def test_log_partition_and_marginal_likelihood_match_quadrature():
     hp, params = _one_dim_model()
     grid = jnp.linspace(-8.0, 8.0, 2001)[:, None]
     dz = float(grid[1, 0] - grid[0, 0])
-    f = lebm_text.neg_energy(hp, params["ebm"], grid)
+    f = lebm.neg_energy(hp, params["ebm"], grid)
     log_n = -0.5 * grid[:, 0] ** 2 - 0.5 * np.log(2 * np.pi)
     log_z = jax.nn.logsumexp(f + log_n) + np.log(dz)
     est_z = jax.jit(functools.partial(lebm_text.log_partition, hp), static_argnums=2)(
@@ -111,16 +112,17 @@ def test_log_partition_and_marginal_likelihood_match_quadrature():
 
     ids, lengths = VOCAB.encode(SOURCES["test"].sentences[:4], 16)
     ids, lengths = jnp.asarray(ids), jnp.asarray(lengths)
-    ll = jax.vmap(
-        lambda z: lebm_text.log_likelihood(hp, params["decoder"], jnp.broadcast_to(z, (4, 1)), ids, lengths)
-    )(grid)  # (G, 4)
+    batch = {"ids": ids, "lengths": lengths}
+    ll = jax.vmap(lambda z: hp.likelihood.log_prob(params["decoder"], jnp.broadcast_to(z, (4, 1)), batch))(
+        grid
+    )  # (G, 4)
     want = jax.nn.logsumexp(ll + (f + log_n - log_z)[:, None], axis=0) + np.log(dz)
     posterior_spread = ll.max(0) - jnp.median(ll, 0)
     assert float(jnp.min(posterior_spread)) > 1.0  # the likelihood varies with z: a real integral
     marginal = jax.jit(
         functools.partial(lebm_text.marginal_log_likelihood, hp, num_chains=8, num_samples=1024)
     )
-    got = marginal(params, ids, lengths, jax.random.key(3), log_z)
+    got = marginal(params, batch, jax.random.key(3), log_z)
     np.testing.assert_allclose(got, want, atol=0.05)
 
 
@@ -131,16 +133,16 @@ def test_text_config_checks():
     c = text_toy.get_config()
     validate(c)
     bad = text_toy.get_config()
-    bad.method = "lebm"
+    bad.eval.metrics = ("recon_nll", "fd")  # an image evaluator
+    with pytest.raises(ConfigError, match=r"names evaluator 'fd', which method 'lebm_text' does not have"):
+        validate(bad)
+    bad = text_toy.get_config()
+    bad.data = data_group("digits")
     with pytest.raises(ConfigError, match="text corpus"):
         validate(bad)
     bad = text_toy.get_config()
-    bad.eval.fd = True
-    with pytest.raises(ConfigError, match=r"eval\.fd"):
-        validate(bad)
-    bad = text_toy.get_config()
-    bad.data.name = "digits"
-    with pytest.raises(ConfigError, match="text corpus"):
+    bad.eval.nll_samples = 0
+    with pytest.raises(ConfigError, match=r"'eval.nll_samples' is 0; evaluator 'nll' needs"):
         validate(bad)
     with pytest.raises(ValueError, match="lebm_text"):
         text_toy.get_config("lebm")
@@ -148,16 +150,11 @@ def test_text_config_checks():
 
 def _tiny_config():
     c = text_toy.get_config()
-    c.model.latent_dim = 4
-    c.model.ebm_hidden = 32
-    c.text.embed_dim = 16
-    c.text.decoder_hidden = 32
+    c.lebm_text.update(latent_dim=4, ebm_hidden=32, embed_dim=16, decoder_hidden=32, lr_gen=1e-2, lr_ebm=1e-3)
     c.sampler.prior_steps = 5
     c.sampler.posterior_steps = 5
     c.train.batch_size = 50
     c.train.num_steps = 150
-    c.train.lr_gen = 1e-2
-    c.train.lr_ebm = 1e-3
     c.train.log_every = 10
     c.train.eval_every = 100
     c.train.ckpt_every = 100
@@ -167,13 +164,14 @@ def _tiny_config():
     c.eval.long_run_steps = (10,)
     c.eval.long_run_chains = 2
     c.eval.long_run_frames = 5
-    c.text.fppl_samples = 100
-    c.text.rppl_samples = 200
-    c.text.lm_embed_dim = 16
-    c.text.lm_hidden = 32
-    c.text.lm_epochs = 4
-    c.text.lm_learning_rate = 1e-2
-    c.text.nll_samples = 0  # off (marginal_log_likelihood is checked against quadrature above)
+    c.eval.fppl_samples = 100
+    c.eval.rppl_samples = 200
+    c.eval.lm_embed_dim = 16
+    c.eval.lm_hidden = 32
+    c.eval.lm_epochs = 4
+    c.eval.lm_learning_rate = 1e-2
+    # without "nll" (marginal_log_likelihood is checked against quadrature above)
+    c.eval.metrics = tuple(m for m in c.eval.metrics if m != "nll")
     validate(c)
     return c
 
@@ -189,7 +187,7 @@ def test_text_run_trains_and_reports_table2_metrics(tmp_path, monkeypatch):
     summary = loop.train(config, workdir, splits=splits)
     for key in ("recon_nll", "recon_nll_per_token", "fppl", "rppl", "lm_real_test_ppl"):
         assert np.isfinite(summary[key]), key
-    assert "nll" not in summary  # text.nll_samples = 0 switches the importance-sampled NLL off
+    assert "nll" not in summary  # not among eval.metrics
     # the real-text language model learns the language: far below uniform guessing (50), above the
     # grammar's own perplexity (the floor, ≈ 6.9 at this length cut)
     assert summary["grammar_ppl"] < summary["lm_real_test_ppl"] < 25.0, summary

@@ -1,41 +1,49 @@
-"""One module per paper; each offers pure functions and a ``make(config, steps_per_epoch) -> Method``."""
+"""The method registry: one module per paper, each exporting a
+:class:`~latentebm_jax.methods.base.MethodSpec`.
+
+Adding a method is one module (its hparams, config group and validation, init, train step, predict
+functions and its own evaluators) and one line in :data:`SPECS`.
+"""
 
 from __future__ import annotations
 
-from latentebm_jax.methods import bidvl, diffusion, joint, lebm, lebm_text
-from latentebm_jax.methods.base import LatentTools, Method
+from latentebm_jax.config_schema import ConfigError
+from latentebm_jax.methods import bidvl, diffusion_prior, hvae, joint, lebm, lebm_text
+from latentebm_jax.methods.base import EvalContext, Evaluator, LatentSpace, Method, MethodSpec
 
-REGISTRY = {
-    "lebm": lebm.make,
-    "joint": joint.make,
-    "diffusion": diffusion.make,
-    "bidvl": bidvl.make,
-    "lebm_text": lebm_text.make,
+SPECS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (lebm.SPEC, lebm_text.SPEC, joint.SPEC, hvae.SPEC, diffusion_prior.SPEC, bidvl.SPEC)
 }
-TEXT_METHODS = ("lebm_text",)
+METHODS = tuple(SPECS)
 
 
-def get_method(config, steps_per_epoch: int, vocab=None) -> Method:
-    """The :class:`Method` that ``config.method`` names, bound to the config (text methods also take the
-    training split's vocabulary)."""
-    if config.method not in REGISTRY:
-        raise ValueError(f"unknown method {config.method!r}; available: {sorted(REGISTRY)}")
-    if config.method in TEXT_METHODS:
-        if vocab is None:
-            raise ValueError(f"method {config.method!r} needs the vocabulary of a text corpus")
-        return REGISTRY[config.method](config, steps_per_epoch, vocab)
-    return REGISTRY[config.method](config, steps_per_epoch)
+def spec(name: str) -> MethodSpec:
+    """The registered method ``name``; :class:`ConfigError` naming the methods there are otherwise."""
+    if name not in SPECS:
+        raise ConfigError(f"config key 'method' has value {name!r}; allowed values: {list(SPECS)}")
+    return SPECS[name]
+
+
+def make_method(config, splits, steps_per_epoch: int) -> Method:
+    """The :class:`Method` that ``config.method`` names, bound to a validated config and the data."""
+    return spec(config.method).make(config, splits, steps_per_epoch)
 
 
 __all__ = [
-    "REGISTRY",
-    "TEXT_METHODS",
-    "LatentTools",
+    "METHODS",
+    "SPECS",
+    "EvalContext",
+    "Evaluator",
+    "LatentSpace",
     "Method",
+    "MethodSpec",
     "bidvl",
-    "diffusion",
-    "get_method",
+    "diffusion_prior",
+    "hvae",
     "joint",
     "lebm",
     "lebm_text",
+    "make_method",
+    "spec",
 ]

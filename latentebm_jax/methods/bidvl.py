@@ -56,7 +56,20 @@ import optax
 from jax import lax
 
 from latentebm_jax import losses
-from latentebm_jax.methods.base import Method
+from latentebm_jax.config_schema import (
+    ConfigError,
+    check_fields,
+    check_group,
+    group_of,
+    non_negative,
+    positive,
+    setting,
+    settings_of,
+    values_of,
+)
+from latentebm_jax.data.settings import is_text
+from latentebm_jax.methods.base import Method, MethodSpec, shapes_of
+from latentebm_jax.methods.bidvl_ood import EVALUATORS
 from latentebm_jax.methods.common import (
     apply_updates,
     cross_replica_mean,
@@ -65,9 +78,10 @@ from latentebm_jax.methods.common import (
     normal_per_example,
 )
 from latentebm_jax.nets import BatchNormGenerator, ConvEnergy, ConvGaussianEncoder
+from latentebm_jax.nets.conv_transpose import CONV_IMPLS
 from latentebm_jax.nets.energy import ENERGY_OUTPUTS
-from latentebm_jax.training.optim import torch_adam
-from latentebm_jax.training.state import TrainState, new_train_state
+from latentebm_jax.optim import AdamSchedule
+from latentebm_jax.state import TrainState, new_train_state
 
 Params = dict[str, Any]
 
@@ -79,42 +93,72 @@ _H_HAT, _EPS, _EPS_HAT = 0, 1, 2
 _INFER = 3
 
 
+BIAS_TERMS = ("none", "sigmoid", "self_normalized")
+LATENT_LOSSES = ("nll", "code")
+
+
 @dataclasses.dataclass(frozen=True)
-class BiDVLHparams:
-    """Model and learning settings (static). Defaults: the authors' CIFAR-10 train_cifar_BiDVL.py, with the
-    paper's forms where paper and code disagree (see the module docstring)."""
+class BiDVLSettings:
+    """Model and learning settings (config group ``bidvl``). Defaults: the authors' CIFAR-10
+    train_cifar_BiDVL.py (gekanFAE/BiDVL), with the paper's forms where paper and code disagree (see the
+    module docstring)."""
+
+    latent_dim: int = setting(
+        100, "h: units of the generator's latent", check=positive, what="a positive integer"
+    )
+    enc_width: int = setting(
+        48, "Qbasec: Q's first conv width (doubled per stage)", check=positive, what="a positive integer"
+    )
+    gen_width: int = setting(
+        48, "Pbasec: P's last hidden width is 2·Pbasec", check=positive, what="a positive integer"
+    )
+    ebm_width: int = setting(64, "Ebasec: the energy's width", check=positive, what="a positive integer")
+    energy_output: str = setting(
+        "softplus", "E = softplus(net) >= 0 (the authors'), or identity", choices=ENERGY_OUTPUTS
+    )
+    ebm_spectral_norm: bool = setting(True, "spectral norm on every conv of the energy")
+    likelihood_sigma: float = setting(
+        math.sqrt(0.5),
+        "σ of ‖v − G(h)‖²/(2σ²) (√½: the authors' plain sum of squares)",
+        check=positive,
+        what="positive",
+    )
+    basic_ratio: float = setting(
+        0.05, "r' of Eq. 15 (Table 5: 0.05 at 32x32, 0.1 at 64x64)", check=non_negative, what="non-negative"
+    )
+    bias: str = setting(
+        "none", "Eq. 15's bias term: none (the paper's choice), sigmoid, self_normalized", choices=BIAS_TERMS
+    )
+    offset: str = setting(
+        "offset",
+        "offset: Eqs. 13-14; not_offset: Eqs. 11-12 with Sec. 4.4; without (Table 6)",
+        choices=OFFSETS,
+    )
+    latent_loss: str = setting(
+        "nll", "latent reconstruction: nll (the paper) or code (the authors')", choices=LATENT_LOSSES
+    )
+    lower_steps: int = setting(
+        1, "N of Algorithm 1", check=positive, what="a positive integer (N of Algorithm 1)"
+    )
+    order: str = setting(
+        "lower_first", "lower_first: Algorithm 1; upper_first: the authors' code", choices=ORDERS
+    )
+    eval_batch_stats: bool = setting(
+        False, "BatchNorm uses batch statistics at evaluation (the authors' FID code)"
+    )
+    conv_impl: str = setting(
+        "fast", "how transposed convolutions are computed (same function)", choices=CONV_IMPLS
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BiDVLHparams(BiDVLSettings):
+    """Model and learning settings (static: hashed into compiled functions)."""
 
     image_shape: tuple[int, int, int] = (32, 32, 3)
-    latent_dim: int = 100
-    enc_width: int = 48  # Qbasec
-    gen_width: int = 48  # Pbasec
-    ebm_width: int = 64  # Ebasec
-    energy_output: str = "softplus"
-    ebm_spectral_norm: bool = True
-    sigma: float = math.sqrt(0.5)  # ‖v − G(h)‖²/(2σ²): the authors' plain sum of squares
-    basic_ratio: float = 0.05  # r′ (Table 5: 0.05 at 32×32, 0.1 at 64×64)
-    bias: str = "none"
-    offset: str = "offset"
-    latent_loss: str = "nll"
-    lower_steps: int = 1
-    order: str = "lower_first"
-    eval_batch_stats: bool = False
-    conv_impl: str = "fast"
 
     def __post_init__(self):
-        for name, allowed in (
-            ("energy_output", ENERGY_OUTPUTS),
-            ("bias", losses.BIAS_TERMS),
-            ("offset", OFFSETS),
-            ("latent_loss", losses.LATENT_LOSSES),
-            ("order", ORDERS),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"unknown BiDVL {name} {getattr(self, name)!r}; allowed: {allowed}")
-        if self.lower_steps < 1:
-            raise ValueError(f"BiDVL lower_steps must be >= 1, got {self.lower_steps}")
-        if self.basic_ratio < 0:
-            raise ValueError(f"BiDVL basic_ratio must be >= 0, got {self.basic_ratio}")
+        check_fields(self, BiDVLSettings)
 
     def energy_net(self) -> ConvEnergy:
         return ConvEnergy(
@@ -129,6 +173,94 @@ class BiDVLHparams:
         return BatchNormGenerator(
             image_size=h, channels=c, width=self.gen_width, axis_name=axis_name, conv_impl=self.conv_impl
         )
+
+
+# ----------------------------------------------------------------------------- losses (Eqs. 11–15, Sec. 4.4)
+
+
+def upper_loss(f_data: jax.Array, f_gen: jax.Array) -> jax.Array:
+    """Upper level, Eq. 14: ``mean E(v) − mean E(v̂)`` over data ``v`` and generated ``v̂ = G(ĥ)``, i.e.
+    ``mean f(v̂) − mean f(v)`` with ``f = −E`` (the same form as ``losses.contrastive_ebm_loss``)."""
+    return jnp.mean(f_gen) - jnp.mean(f_data)
+
+
+def importance_weights(f_data: jax.Array, basic_ratio: float, bias: str = "none") -> jax.Array:
+    """Per-example importance ratio ``r(v)`` of the weighted VAE term (Eq. 15), without gradient.
+
+    ``r(v) ≈ r′ · exp(−E(v)) / E_q[exp(−E(v))]`` (Eq. 15) with the basic ratio ``r′`` and a bias term:
+    ``none``: 1 (the paper's final choice, Sec. 5.4, and the authors' code); ``sigmoid``: the paper's
+    surrogate ``Sigmoid(E_q[E(v)] − E(v)) = σ(f(v) − mean f)``; ``self_normalized``: Eq. 15's bias term
+    estimated on the batch, ``exp(f(v)) / mean exp(f)``. Shape ``(B,)``.
+    """
+    f = jax.lax.stop_gradient(f_data)
+    if bias == "none":
+        return jnp.full_like(f, basic_ratio)
+    if bias == "sigmoid":
+        return basic_ratio * jax.nn.sigmoid(f - jnp.mean(f))
+    if bias == "self_normalized":
+        return basic_ratio * f.shape[0] * jax.nn.softmax(f)
+    raise ValueError(f"unknown importance-ratio bias {bias!r}; allowed: {BIAS_TERMS}")
+
+
+def weighted_vae_loss(
+    x: jax.Array,
+    x_rec: jax.Array,
+    mean: jax.Array,
+    log_var: jax.Array,
+    weights: jax.Array,
+    sigma: float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The importance-weighted VAE term of Eqs. 11/13, ``∇_ω D_r(v)(q(v) q_ω1(h|v) ‖ p_ω2(v, h))``:
+
+        mean_b r(v_b) [ ‖v_b − G(h_b)‖² / (2σ²) + KL(q_ω1(h|v_b) ‖ N(0, I)) ],   h_b ~ q_ω1(h|v_b),
+
+    with the Gaussian likelihood ``N(v; G(h), σ² I)`` standing in for the implicit ``p_ω2(v|h)`` (constants
+    dropped) and the closed-form KL. The authors' code uses the plain sum of squares, ``σ² = 1/2``.
+    Returns the loss and the unweighted batch means ``rec`` (sum of squares) and ``kl``.
+    """
+    sse = losses.sum_squared_error(x, x_rec)
+    kl = losses.gaussian_kl_to_standard(mean, log_var)
+    if weights.shape != sse.shape:
+        raise ValueError(f"weights must have shape {sse.shape}, got {weights.shape}")
+    loss = jnp.mean(weights * (sse / (2.0 * sigma**2) + kl))
+    return loss, {"rec": jnp.mean(sse), "kl": jnp.mean(kl)}
+
+
+def generator_energy_loss(f_gen: jax.Array) -> jax.Array:
+    """``E_{p_ω2}[E_ψ′(v)]`` of Eqs. 11/13 (the generator chases the EBM): ``−mean f(G(ĥ))``."""
+    return -jnp.mean(f_gen)
+
+
+def latent_reconstruction_loss(
+    h: jax.Array, mean: jax.Array, log_var: jax.Array, form: str = "nll"
+) -> jax.Array:
+    """The latent reconstruction ``D_KL(p_ω2(v, h) ‖ q_ω1(h|v))`` of Eqs. 11/13 up to ω-free terms: the
+    negative log-likelihood of the generator's latent ``ĥ`` under the inference model at ``v̂ = G(ĥ)``.
+
+    ``nll`` (the paper): ``mean_b −log N(ĥ_b; μ(v̂_b), diag e^{ℓ(v̂_b)})``, constants included.
+    ``code`` (the authors' code): ``mean_b ‖μ(v̂_b) − ĥ_b‖² / d``, a unit-variance NLL without ``ℓ``,
+    scaled by ``1/d`` (``d`` = latent dimension); their not-offset variant passes a reparameterised
+    sample of ``q(h|v̂)`` as ``mean``.
+    """
+    if form == "nll":
+        return -jnp.mean(losses.diag_gaussian_log_prob(h, mean, log_var))
+    if form == "code":
+        if h.shape != mean.shape:
+            raise ValueError(f"shapes differ: h {h.shape}, mean {mean.shape}")
+        return jnp.mean(jnp.sum(jnp.square(mean - h), axis=-1)) / h.shape[-1]
+    raise ValueError(f"unknown latent reconstruction form {form!r}; allowed: {LATENT_LOSSES}")
+
+
+def upper_encoder_loss(mean: jax.Array, log_var: jax.Array, form: str = "nll") -> jax.Array:
+    """The inference model's upper-level loss of the *not offset* algorithm (Sec. 4.4): instead of
+    ascending ``D_KL(p_ω2(v, h) ‖ q_ω1(h|v))`` (Eq. 12), ω1 descends ``KL(q_ω1(h|v̂) ‖ N(0, I))`` at
+    generated ``v̂``: ``mean_b KL`` (the paper), divided by ``d`` in the authors' code (``form='code'``)."""
+    kl = jnp.mean(losses.gaussian_kl_to_standard(mean, log_var))
+    if form == "nll":
+        return kl
+    if form == "code":
+        return kl / mean.shape[-1]
+    raise ValueError(f"unknown latent reconstruction form {form!r}; allowed: {LATENT_LOSSES}")
 
 
 # ----------------------------------------------------------------------------- networks
@@ -236,17 +368,17 @@ def lower_level_loss(
     x_rec, gen_stats = decode(
         hp, gen, stats["gen"], _reparameterize(mean, log_var, eps), train=True, axis_name=axis_name
     )
-    vae, parts = losses.weighted_vae_loss(x, x_rec, mean, log_var, weights, hp.sigma)
+    vae, parts = weighted_vae_loss(x, x_rec, mean, log_var, weights, hp.likelihood_sigma)
     v_hat, gen_stats = decode(hp, gen, gen_stats, h_hat, train=True, axis_name=axis_name)
     f_gen = neg_energy(hp, ebm_params, stats["ebm"], v_hat)
-    chase = losses.generator_energy_loss(f_gen)
+    chase = generator_energy_loss(f_gen)
     latent = jnp.zeros(())
     if hp.offset != "without":
         enc_latent = lax.stop_gradient(enc) if hp.offset == "offset" else enc
         (m_hat, lv_hat), enc_stats = encode(hp, enc_latent, enc_stats, v_hat, train=True, axis_name=axis_name)
         if hp.latent_loss == "code" and hp.offset == "not_offset":
             m_hat = _reparameterize(m_hat, lv_hat, eps_hat)  # the authors' "complete" variant
-        latent = losses.latent_reconstruction_loss(h_hat, m_hat, lv_hat, hp.latent_loss)
+        latent = latent_reconstruction_loss(h_hat, m_hat, lv_hat, hp.latent_loss)
     aux = {
         "stats": {"enc": enc_stats, "gen": gen_stats},
         "vae": vae,
@@ -279,7 +411,7 @@ def _lower_step(
         f_data = jnp.zeros((x.shape[0],), jnp.float32)
     else:
         f_data = neg_energy(hp, params["ebm"], stats["ebm"], x)
-    weights = losses.importance_weights(f_data, hp.basic_ratio, hp.bias)
+    weights = importance_weights(f_data, hp.basic_ratio, hp.bias)
     model = {"enc": params["enc"], "gen": params["gen"]}
     loss_fn = lambda m: lower_level_loss(hp, m, stats, params["ebm"], x, draw, weights, axis_name)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(model)
@@ -322,7 +454,7 @@ def _upper_step(
             new_stats = updated["batch_stats"]
         else:
             f, new_stats = hp.energy_net().apply(_variables(pe, {}), both), {}
-        return losses.bidvl_upper_loss(f[:b], f[b:]), (f[:b], f[b:], new_stats)
+        return upper_loss(f[:b], f[b:]), (f[:b], f[b:], new_stats)
 
     (loss_ul, (f_data, f_gen, ebm_stats)), g_ebm = jax.value_and_grad(ebm_loss, has_aux=True)(params["ebm"])
     grads = {"ebm": g_ebm}
@@ -330,7 +462,7 @@ def _upper_step(
 
         def enc_loss(pq):
             (m, lv), enc_stats = encode(hp, pq, stats["enc"], v_hat, train=True, axis_name=axis_name)
-            return losses.upper_encoder_loss(m, lv, hp.latent_loss), enc_stats
+            return upper_encoder_loss(m, lv, hp.latent_loss), enc_stats
 
         (loss_enc, enc_stats), grads["enc"] = jax.value_and_grad(enc_loss, has_aux=True)(params["enc"])
         stats["enc"] = enc_stats
@@ -423,85 +555,108 @@ def log_joint(hp: BiDVLHparams, params: Params, x: jax.Array, key: jax.Array) ->
     return ood_score(hp, params, x) + losses.diag_gaussian_log_prob(h, mean, log_var)
 
 
-@dataclasses.dataclass(frozen=True)
-class BiDVLTools:
-    """BiDVL-specific evaluation tools (``Method.extras``): ``ood_score(params, images) -> (B,)`` is
-    ``−E_ψ′(v)`` (jitted)."""
-
-    hparams: BiDVLHparams
-    ood_score: Any
-
-
 # ----------------------------------------------------------------------------- config binding
 
 
+@dataclasses.dataclass(frozen=True)
+class BiDVLOptimizer(AdamSchedule):
+    """PyTorch-style Adams: the EBM's and, for Q and P, the authors' one ``QP`` Adam written as one Adam per
+    network (the same update, Adam being elementwise; with ``grad_clip_norm`` each network is clipped on its
+    own). Each schedule counts its own updates: P steps ``N`` times per iteration, Q ``N`` (+1 with
+    ``not_offset``). Defaults: train_cifar_BiDVL.py."""
+
+    lr_ebm: float = setting(1e-4, "learning rate of the energy", check=non_negative, what="non-negative")
+    lr_enc_gen: float = setting(
+        3e-4, "learning rate of Q and P (the authors' QP group)", check=non_negative, what="non-negative"
+    )
+    weight_decay_ebm: float = setting(
+        0.0, "weight decay of the energy", check=non_negative, what="non-negative"
+    )
+    weight_decay_enc_gen: float = setting(
+        1e-4, "weight decay of Q and P (coupled)", check=non_negative, what="non-negative"
+    )
+
+    def build(self, hp: BiDVLHparams, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
+        enc_updates = hp.lower_steps + (1 if hp.offset == "not_offset" else 0)
+        return {
+            "ebm": self.adam(self.lr_ebm, self.weight_decay_ebm, steps_per_epoch),
+            "enc": self.adam(self.lr_enc_gen, self.weight_decay_enc_gen, steps_per_epoch * enc_updates),
+            "gen": self.adam(self.lr_enc_gen, self.weight_decay_enc_gen, steps_per_epoch * hp.lower_steps),
+        }
+
+
+_GROUP = {**settings_of(BiDVLSettings), **settings_of(BiDVLOptimizer)}
+
+
 def hparams_from_config(config) -> BiDVLHparams:
-    """Read the BiDVL settings of a validated config (``model`` and ``bidvl`` groups)."""
-    d, m, b = config.data, config.model, config.bidvl
+    """Read the BiDVL settings of a validated config (group ``bidvl``)."""
+    d = config.data
     return BiDVLHparams(
-        image_shape=(d.image_size, d.image_size, d.channels),
-        latent_dim=m.latent_dim,
-        enc_width=b.enc_width,
-        gen_width=b.gen_width,
-        ebm_width=b.ebm_width,
-        energy_output=b.energy_output,
-        ebm_spectral_norm=m.ebm_spectral_norm,
-        sigma=m.likelihood_sigma,
-        basic_ratio=b.basic_ratio,
-        bias=b.bias,
-        offset=b.offset,
-        latent_loss=b.latent_loss,
-        lower_steps=b.lower_steps,
-        order=b.order,
-        eval_batch_stats=b.eval_batch_stats,
-        conv_impl=m.conv_impl,
+        image_shape=(d.image_size, d.image_size, d.channels), **values_of(config.bidvl, BiDVLSettings)
     )
 
 
 def optimizers_from_config(config, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
-    """PyTorch-style Adams: the EBM's (``lr_ebm``, ``weight_decay_ebm``) and, for Q and P, the authors'
-    one ``QP`` Adam (``lr_gen``, ``weight_decay_gen``) written as one Adam per network (the same update,
-    Adam being elementwise; with ``train.grad_clip_norm`` each network is clipped on its own). Each
-    schedule counts its own updates: P steps ``N`` times per iteration, Q ``N`` (+1 with ``not_offset``)."""
-    t, b = config.train, config.bidvl
-    common = dict(
-        b1=t.beta1, b2=t.beta2, lr_decay=t.lr_decay, decay_at=t.lr_decay_at, grad_clip_norm=t.grad_clip_norm
-    )
-    enc_updates = b.lower_steps + (1 if b.offset == "not_offset" else 0)
-    return {
-        "ebm": torch_adam(
-            t.lr_ebm, weight_decay=t.weight_decay_ebm, steps_per_epoch=steps_per_epoch, **common
-        ),
-        "enc": torch_adam(
-            t.lr_gen, weight_decay=t.weight_decay_gen, steps_per_epoch=steps_per_epoch * enc_updates, **common
-        ),
-        "gen": torch_adam(
-            t.lr_gen,
-            weight_decay=t.weight_decay_gen,
-            steps_per_epoch=steps_per_epoch * b.lower_steps,
-            **common,
-        ),
-    }
+    """The three Adams of a validated config (:class:`BiDVLOptimizer`)."""
+    opt = BiDVLOptimizer(**values_of(config.bidvl, BiDVLOptimizer))
+    return opt.build(hparams_from_config(config), steps_per_epoch)
 
 
-def make(config, steps_per_epoch: int) -> Method:
-    """Bind a config: the :class:`Method` the runner uses (evaluation functions jitted)."""
+def _configure(config) -> None:
+    """BiDVL on CIFAR-10, the authors' train_cifar_BiDVL.py: h in R^100, widths Q/P/E 48/48/64, Adam betas
+    (0, 0.9), lr E 1e-4 / QP 3e-4, weight decay QP 1e-4 (coupled), decay 0.998 per epoch (start), 600
+    epochs of batch 100, no clipping; OOD against noise, SVHN and CelebA (Table 4)."""
+    config.bidvl = group_of(_GROUP)
+    config.bidvl.update(beta1=0.0, beta2=0.9, lr_decay=0.998, lr_decay_at="epoch_start")
+    config.data.name = "cifar10"
+    config.train.batch_size = 100
+    config.train.num_epochs = 600
+    config.eval.metrics = ("reconstruction", "ood", "samples")
+    config.eval.interval_metrics = ("interval_samples", "interval_reconstructions")
+    config.eval.ood_max_examples = 10000
+    config.eval.ood_sets = ("uniform", "svhn_cropped", "celeb_a")
+
+
+def _validate(config) -> None:
+    if is_text(config.data.name):
+        raise ConfigError(
+            f"config key 'data.name' is the text corpus {config.data.name!r}; method 'bidvl' models images"
+        )
+    check_group(config.bidvl, _GROUP, "bidvl")
+
+
+def make(config, splits, steps_per_epoch: int) -> Method:
+    """Bind a config: the :class:`Method` the runner uses (predict functions jitted)."""
+    del splits
     hp = hparams_from_config(config)
     tx = optimizers_from_config(config, steps_per_epoch)
-
-    def _reconstruct_and_log_joint(params, x, key):
-        return reconstruct(hp, params, x), log_joint(hp, params, x, key)
-
+    pure_init = functools.partial(init, hp, tx)
+    predict = {
+        "generate": jax.jit(
+            lambda params, key, num: {"image": generate(hp, params, key, num)}, static_argnums=2
+        ),
+        "reconstruct": jax.jit(lambda params, batch, key: {"image": reconstruct(hp, params, batch["image"])}),
+        "log_joint": jax.jit(lambda params, batch, key: log_joint(hp, params, batch["image"], key)),
+        "infer": jax.jit(lambda params, batch, key: (infer(hp, params, batch["image"]),)),
+        "ood_score": jax.jit(lambda params, batch, key: ood_score(hp, params, batch["image"])),
+    }
     return Method(
         name="bidvl",
-        init=functools.partial(init, hp, tx),
+        init=pure_init,
+        state_shapes=shapes_of(pure_init),
         train_step=functools.partial(train_step, hp, tx),
-        generate=jax.jit(functools.partial(generate, hp), static_argnums=2),
-        reconstruct=jax.jit(lambda params, x, key: reconstruct(hp, params, x)),
-        log_joint=jax.jit(functools.partial(log_joint, hp)),
-        infer_latents=jax.jit(lambda params, x, key: infer(hp, params, x)),
-        reconstruct_and_log_joint=jax.jit(_reconstruct_and_log_joint),
-        hparams=hp,
+        predict=predict,
         inference_params=inference_params,
-        extras=BiDVLTools(hparams=hp, ood_score=jax.jit(functools.partial(ood_score, hp))),
+        latents=None,
     )
+
+
+SPEC = MethodSpec(
+    name="bidvl",
+    doc="BiDVL (Kan et al., CVPR 2022): MCMC-free bi-level learning of a decoupled EBLVM",
+    configure=_configure,
+    validate=_validate,
+    make=make,
+    batch_fields=("image",),
+    evaluators=EVALUATORS,
+)

@@ -1,7 +1,9 @@
-"""Pieces every method's train step shares: per-example keys, cross-device averaging, optimiser updates."""
+"""Pieces the methods share: per-example keys, cross-device averaging, optimiser updates, the EBM half of
+Algorithm 1, short-run sampler settings and long-run prior chains."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +13,7 @@ import optax
 from jax import lax
 
 from latentebm_jax import losses
+from latentebm_jax.config_schema import non_negative, positive, setting
 from latentebm_jax.langevin import langevin
 
 PyTree = Any
@@ -58,20 +61,29 @@ def apply_updates(
 
 
 def contrastive_ebm_grad(
-    neg_energy_fn: Callable[[PyTree, jax.Array], jax.Array],
-    ebm_params: PyTree,
-    z_pos: jax.Array,
-    z_neg: jax.Array,
-) -> tuple[jax.Array, jax.Array, jax.Array, PyTree]:
-    """The EBM half of LEBM's Algorithm 1 (Eq. 10): ``(loss_e, f(z⁺), f(z⁻), ∇ loss_e)`` with
-    ``loss_e = mean f(z⁻) − mean f(z⁺)`` and ``neg_energy_fn(params, z) = f_α(z)``."""
+    neg_energies: Callable[[PyTree], tuple[jax.Array, jax.Array, Any]], ebm_params: PyTree
+) -> tuple[jax.Array, jax.Array, jax.Array, Any, PyTree]:
+    """The EBM half of LEBM's Algorithm 1 (Eq. 10; ICCV 2023 Eq. 10): ``(loss_e, f(z⁺), f(z⁻), aux,
+    ∇ loss_e)`` with ``loss_e = mean f(z⁻) − mean f(z⁺)``.
+
+    ``neg_energies(params) -> (f(z⁺), f(z⁻), aux)`` evaluates the energy at the positive and negative
+    samples: two calls of one network (:func:`separately`), or one call on both batches that also returns
+    updated network state as ``aux`` (the joint prior's spectral norm).
+    """
 
     def loss(params):
-        f_pos, f_neg = neg_energy_fn(params, z_pos), neg_energy_fn(params, z_neg)
-        return losses.contrastive_ebm_loss(f_pos, f_neg), (f_pos, f_neg)
+        f_pos, f_neg, aux = neg_energies(params)
+        return losses.contrastive_ebm_loss(f_pos, f_neg), (f_pos, f_neg, aux)
 
-    (loss_e, (f_pos, f_neg)), grads = jax.value_and_grad(loss, has_aux=True)(ebm_params)
-    return loss_e, f_pos, f_neg, grads
+    (loss_e, (f_pos, f_neg, aux)), grads = jax.value_and_grad(loss, has_aux=True)(ebm_params)
+    return loss_e, f_pos, f_neg, aux, grads
+
+
+def separately(
+    neg_energy_fn: Callable[[PyTree, PyTree], jax.Array], z_pos: PyTree, z_neg: PyTree
+) -> Callable[[PyTree], tuple[jax.Array, jax.Array, None]]:
+    """``neg_energies`` for :func:`contrastive_ebm_grad` from ``neg_energy_fn(params, z) = f_α(z)``."""
+    return lambda params: (neg_energy_fn(params, z_pos), neg_energy_fn(params, z_neg), None)
 
 
 def apply_updates_per_network(
@@ -99,28 +111,49 @@ def short_run_metrics(
     }
 
 
-def short_run_settings(config, *, posterior: bool = True) -> dict[str, Any]:
-    """The EBM-prior and short-run Langevin settings that LEBM-style hparams share, from a config's ``model``
-    and ``sampler`` groups (as keyword arguments: ``ebm_*``, ``sigma_p``, ``init_sigma``, ``prior_*`` and,
-    with ``posterior``, ``posterior_*``)."""
-    m, s = config.model, config.sampler
-    out = {
-        "ebm_hidden": m.ebm_hidden,
-        "ebm_layers": m.ebm_layers,
-        "ebm_activation": m.ebm_activation,
-        "sigma_p": m.prior_sigma,
-        "init_sigma": s.init_sigma,
-        "prior_steps": s.prior_steps,
-        "prior_step_size": s.prior_step_size,
-        "prior_unroll": s.prior_unroll,
-    }
-    if posterior:
-        out.update(
-            posterior_steps=s.posterior_steps,
-            posterior_step_size=s.posterior_step_size,
-            posterior_unroll=s.posterior_unroll,
-        )
-    return out
+@dataclasses.dataclass(frozen=True)
+class PriorSampler:
+    """Short-run prior Langevin (LEBM Eq. 9; config group ``sampler``): ``K₀`` steps of size ``s₀`` from
+    ``N(0, σ_init² I)``. Defaults: the authors' SVHN settings."""
+
+    init_sigma: float = setting(
+        1.0, "std of the N(0, s^2 I) every short-run chain starts from", check=positive, what="positive"
+    )
+    prior_steps: int = setting(
+        60, "K0: prior Langevin steps", check=non_negative, what="a non-negative integer"
+    )
+    prior_step_size: float = setting(0.4, "s0: prior Langevin step size", check=positive, what="positive")
+    prior_unroll: int = setting(
+        1,
+        "lax.scan unroll of the prior chain (speed only; 0 = fully unrolled)",
+        check=non_negative,
+        what="a non-negative integer (0 = fully unrolled)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PosteriorSampler:
+    """Short-run posterior Langevin (LEBM Eq. 9; config group ``sampler``): ``K₁`` steps of size ``s₁``."""
+
+    posterior_steps: int = setting(
+        20, "K1: posterior Langevin steps", check=non_negative, what="a non-negative integer"
+    )
+    posterior_step_size: float = setting(
+        0.1, "s1: posterior Langevin step size", check=positive, what="positive"
+    )
+    # XLA:CPU runs the generator's convolutions several times faster outside a loop
+    posterior_unroll: int = setting(
+        0,
+        "lax.scan unroll of the posterior chain (speed only; 0 = fully)",
+        check=non_negative,
+        what="a non-negative integer (0 = fully unrolled)",
+    )
+    eval_posterior_steps: int = setting(-1, "K1 at evaluation (-1 = posterior_steps)")
+
+    @property
+    def eval_steps(self) -> int | None:
+        """``K₁`` at evaluation, ``None`` for the training value."""
+        return self.eval_posterior_steps if self.eval_posterior_steps > 0 else None
 
 
 def long_run_prior_chain(
@@ -136,9 +169,10 @@ def long_run_prior_chain(
 ) -> dict[str, jax.Array]:
     """A long prior Langevin chain from ``z0`` with its energy profile (LEBM Figs. 3–4, ICCV 2023 Fig. 8).
 
-    Returns ``images`` ``(S + 1, num, H, W, C)`` decoded every ``record_every`` steps (step 0 included),
-    ``steps`` ``(S + 1,)``, and ``energy`` ``(num_steps + 1,)``: the mean over chains of ``−log p̃(z_k)`` at
-    every step (Gaussian reference term included). ``noise_keys`` holds one key per chain.
+    Returns ``frames``, ``decode_fn`` of the states every ``record_every`` steps (step 0 included) stacked
+    on a leading axis of ``S + 1``, ``steps`` ``(S + 1,)``, and ``energy`` ``(num_steps + 1,)``: the mean over
+    chains of ``−log p̃(z_k)`` at every step (Gaussian reference term included), and the ``final`` state.
+    ``noise_keys`` holds one key per chain.
     """
     if num_steps % record_every:
         raise ValueError(f"num_steps={num_steps} must be a multiple of record_every={record_every}")
@@ -157,10 +191,11 @@ def long_run_prior_chain(
 
     z_last, (zs, log_probs) = lax.scan(segment, z0, jnp.arange(num_steps // record_every))
     zs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), z0, zs)
-    images = jax.vmap(decode_fn)(zs)
+    frames = jax.vmap(decode_fn)(zs)
     energy = -jnp.concatenate([log_probs.reshape(-1), jnp.mean(log_prior_fn(z_last))[None]])
     return {
-        "images": images,
-        "steps": jnp.arange(jax.tree.leaves(images)[0].shape[0]) * record_every,
+        "frames": frames,
+        "steps": jnp.arange(jax.tree.leaves(frames)[0].shape[0]) * record_every,
         "energy": energy,
+        "final": z_last,
     }

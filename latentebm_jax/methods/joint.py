@@ -45,21 +45,35 @@ import optax
 from jax import lax
 
 from latentebm_jax import losses, priors
+from latentebm_jax.config_schema import (
+    ConfigError,
+    check_group,
+    group_of,
+    non_negative,
+    positive,
+    setting,
+    settings_of,
+    values_of,
+)
+from latentebm_jax.data.settings import is_text
 from latentebm_jax.langevin import batch_size_of, langevin, langevin_on_layer
-from latentebm_jax.methods.base import LatentTools, Method
+from latentebm_jax.methods.base import LatentSpace, Method, MethodSpec, shapes_of
 from latentebm_jax.methods.common import (
+    PriorSampler,
     apply_updates,
+    contrastive_ebm_grad,
     cross_replica_mean,
     example_keys,
     fold_keys,
     long_run_prior_chain,
     normal_layers,
     normal_per_example,
-    short_run_settings,
 )
 from latentebm_jax.nets import HierarchicalGenerator, LadderEncoder, MLPEnergy
-from latentebm_jax.training.optim import ebm_and_model_adams
-from latentebm_jax.training.state import TrainState, new_train_state
+from latentebm_jax.nets.conv_transpose import CONV_IMPLS
+from latentebm_jax.nets.energy import ACTIVATIONS
+from latentebm_jax.optim import AdamSchedule
+from latentebm_jax.state import TrainState, new_train_state
 
 Params = dict[str, Any]
 Latents = tuple[jax.Array, ...]
@@ -71,26 +85,65 @@ _PRIOR_INIT, _PRIOR_NOISE, _POST_NOISE, _LAYER_INIT, _LAYER_NOISE = 0, 1, 2, 3, 
 KL_ESTIMATORS = ("analytic", "sample")
 
 
-@dataclasses.dataclass(frozen=True)
-class JointHparams:
-    """Model and sampler settings (static). Defaults: the authors' SVHN train_fid.py."""
+def _positive_ints(x) -> bool:
+    return all(isinstance(v, int) and v > 0 for v in x)
 
-    image_shape: tuple[int, int, int] = (32, 32, 3)
-    latent_dims: tuple[int, ...] = (10, 10, 10, 10, 10)  # bottom z_1 first
-    widths: tuple[int, ...] = (128, 256, 256, 512, 1024, 2048)  # the authors' cs[1:]
-    merge: str = "concat"
-    ebm_hidden: int = 100  # nef; 0 = Gaussian prior (no EBM)
-    ebm_layers: int = 2
-    ebm_activation: str = "lrelu"
-    ebm_spectral_norm: bool = True
-    sigma: float = math.sqrt(1.0 / 20.0)  # likelihood std; reconstruction weight Gfactor = 1/(2σ²) = 10
-    sigma_p: float = 1.0
-    init_sigma: float = 1.0
-    prior_steps: int = 100
-    prior_step_size: float = 0.3
-    prior_unroll: int = 1
-    kl_estimator: str = "analytic"
-    conv_impl: str = "fast"
+
+@dataclasses.dataclass(frozen=True)
+class JointModel:
+    """The joint prior, hierarchical generator and ladder inference network (config group ``joint``).
+    Defaults: the authors' SVHN train_fid.py (jcui1224/hierarchical-representation-ebm)."""
+
+    latent_dims: tuple[int, ...] = setting(
+        (10, 10, 10, 10, 10),
+        "units per latent layer, bottom z_1 first",
+        check=lambda x: len(x) >= 2 and _positive_ints(x),
+        what="a tuple of at least 2 positive integers",
+    )
+    widths: tuple[int, ...] = setting(
+        (128, 256, 256, 512, 1024, 2048),
+        "the authors' channel list cs[1:] = (c_1..c_L, top MLP width) of generator and inference network",
+        check=_positive_ints,
+        what="a tuple of positive integers",
+    )
+    merge: str = setting(
+        "concat",
+        "how z_i joins h_{i+1}: concat (Eq. 5, train_fid.py) or sum (train_hs.py)",
+        choices=("concat", "sum"),
+    )
+    ebm_hidden: int = setting(
+        100,
+        "nef: width of the EBM (0 = Gaussian prior, Table 5's nef = 0)",
+        check=non_negative,
+        what="a non-negative integer (0 = no EBM)",
+    )
+    ebm_layers: int = setting(
+        2, "hidden layers of the EBM", check=non_negative, what="a non-negative integer"
+    )
+    ebm_activation: str = setting("lrelu", "the EBM's activation", choices=tuple(ACTIVATIONS))
+    ebm_spectral_norm: bool = setting(True, "spectral norm on every EBM layer (the authors')")
+    likelihood_sigma: float = setting(
+        math.sqrt(1.0 / 20.0),
+        "σ of x ~ N(g(z), σ² I); the authors' Gfactor = 1/(2σ²) = 10",
+        check=positive,
+        what="positive",
+    )
+    prior_sigma: float = setting(1.0, "σ_p of the reference N(0, σ_p² I)", check=positive, what="positive")
+    kl_estimator: str = setting(
+        "analytic",
+        "per-layer KL(q || N(0, I)): closed form, or the authors' one-sample estimate",
+        choices=KL_ESTIMATORS,
+    )
+    conv_impl: str = setting(
+        "fast", "how transposed convolutions are computed (same function)", choices=CONV_IMPLS
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class JointHparams(JointModel, PriorSampler):
+    """Model and prior-sampler settings (static: hashed into compiled functions)."""
+
+    image_shape: tuple[int, int, int] = (32, 32, 3)  # from the data
 
     @property
     def has_ebm(self) -> bool:
@@ -139,7 +192,7 @@ def neg_energy(hp: JointHparams, ebm_params: Params, ebm_stats: Params, z: Laten
 
 def log_prior(hp: JointHparams, ebm_params: Params, ebm_stats: Params, z: Latents) -> jax.Array:
     """``log p_α(z)`` up to ``−log Z(α)`` (Eq. 3), per example."""
-    return priors.ebm_log_prior(functools.partial(neg_energy, hp, ebm_params, ebm_stats), z, hp.sigma_p)
+    return priors.ebm_log_prior(functools.partial(neg_energy, hp, ebm_params, ebm_stats), z, hp.prior_sigma)
 
 
 def decode(hp: JointHparams, gen_params: Params, z: Latents) -> jax.Array:
@@ -167,7 +220,7 @@ def log_joint(hp: JointHparams, params: Params, z: Latents, x: jax.Array) -> jax
     """``log p_θ(x, z) = log p_α(z) + log N(x; g_β(z), σ² I)`` up to ``−log Z(α)`` (the anomaly score of
     Sec. 5.4 at inferred ``z``). ``params`` are inference params (with ``ebm_stats``)."""
     prior = log_prior(hp, params["ebm"], params["ebm_stats"], z)
-    return prior + priors.gaussian_log_likelihood(x, decode(hp, params["gen"], z), hp.sigma)
+    return prior + priors.gaussian_log_likelihood(x, decode(hp, params["gen"], z), hp.likelihood_sigma)
 
 
 def kl_per_layer(hp: JointHparams, stats: GaussianStats, z: Latents) -> tuple[jax.Array, ...]:
@@ -176,13 +229,15 @@ def kl_per_layer(hp: JointHparams, stats: GaussianStats, z: Latents) -> tuple[ja
     out = []
     for (m, lv), zi in zip(stats, z):
         if hp.kl_estimator == "analytic":
-            if hp.sigma_p == 1.0:
+            if hp.prior_sigma == 1.0:
                 out.append(losses.gaussian_kl_to_standard(m, lv))
             else:
-                log_var_p = jnp.full_like(m, 2.0 * math.log(hp.sigma_p))
+                log_var_p = jnp.full_like(m, 2.0 * math.log(hp.prior_sigma))
                 out.append(losses.gaussian_kl(m, lv, jnp.zeros_like(m), log_var_p))
         elif hp.kl_estimator == "sample":
-            out.append(losses.diag_gaussian_log_prob(zi, m, lv) - priors.gaussian_log_prob(zi, hp.sigma_p))
+            out.append(
+                losses.diag_gaussian_log_prob(zi, m, lv) - priors.gaussian_log_prob(zi, hp.prior_sigma)
+            )
         else:
             raise ValueError(f"unknown kl_estimator {hp.kl_estimator!r}; allowed: {KL_ESTIMATORS}")
     return tuple(out)
@@ -208,7 +263,7 @@ def sample_prior(
     ``N(0, σ_init² I)``; one chain per key. Without an EBM: exact samples of ``N(0, σ_p² I)``."""
     eps = _normal_layers(hp, keys, _PRIOR_INIT)
     if not hp.has_ebm:
-        return tuple(hp.sigma_p * e for e in eps)
+        return tuple(hp.prior_sigma * e for e in eps)
     return langevin(
         functools.partial(log_prior, hp, ebm_params, ebm_stats),
         tuple(hp.init_sigma * e for e in eps),
@@ -235,7 +290,7 @@ def resample_layer(
     eps = normal_per_example(fold_keys(fold_keys(keys, _LAYER_INIT), layer), (hp.latent_dims[layer],))
     if not hp.has_ebm:
         z = tuple(z)
-        return (*z[:layer], hp.sigma_p * eps, *z[layer + 1 :])
+        return (*z[:layer], hp.prior_sigma * eps, *z[layer + 1 :])
     return langevin_on_layer(
         functools.partial(log_prior, hp, ebm_params, ebm_stats),
         z,
@@ -293,7 +348,7 @@ def negative_elbo_terms(
     stats = encode(hp, model_params["enc"], x)
     z = reparameterize(stats, noise)
     x_hat = decode(hp, model_params["gen"], z)
-    recon = losses.gaussian_reconstruction_loss(x, x_hat, hp.sigma)
+    recon = losses.gaussian_reconstruction_loss(x, x_hat, hp.likelihood_sigma)
     kls = tuple(jnp.mean(k) for k in kl_per_layer(hp, stats, z))
     f = neg_energy(hp, ebm_params, ebm_stats, z)
     return {
@@ -339,15 +394,15 @@ def train_step(
     if hp.has_ebm:
         z_neg = lax.stop_gradient(sample_prior(hp, params["ebm"], ebm_stats, keys))
 
-        def ebm_loss(pe):
+        def neg_energies(pe):
+            # one pass over both batches: the spectral-norm power iteration advances once per step
             both = tuple(jnp.concatenate([p, n]) for p, n in zip(z_pos, z_neg))
             f, updated = hp.energy_net().apply(
                 _ebm_variables(pe, ebm_stats), both, update_stats=True, mutable=["batch_stats"]
             )
-            loss = losses.contrastive_ebm_loss(f[:b], f[b:])
-            return loss, (f[b:], updated.get("batch_stats", ebm_stats))
+            return f[:b], f[b:], updated.get("batch_stats", ebm_stats)
 
-        (loss_e, (f_neg, new_stats)), g_ebm = jax.value_and_grad(ebm_loss, has_aux=True)(params["ebm"])
+        loss_e, _, f_neg, new_stats, g_ebm = contrastive_ebm_grad(neg_energies, params["ebm"])
         metrics.update(
             {
                 "loss_e": loss_e,
@@ -367,7 +422,7 @@ def train_step(
         metrics["grad_norm_e"] = optax.tree.norm(grads["ebm"])
 
     d = math.prod(hp.image_shape)
-    nll = recon + 0.5 * d * math.log(2.0 * math.pi * hp.sigma**2)
+    nll = recon + 0.5 * d * math.log(2.0 * math.pi * hp.likelihood_sigma**2)
     metrics.update(
         {
             # ELBO per example in nats, up to log Z(α) (exact for the Gaussian prior, ebm_hidden = 0)
@@ -421,7 +476,7 @@ def long_run_chain(
     z0 = tuple(hp.init_sigma * e for e in _normal_layers(hp, keys, _PRIOR_INIT))
     return long_run_prior_chain(
         functools.partial(log_prior, hp, params["ebm"], params["ebm_stats"]),
-        functools.partial(decode, hp, params["gen"]),
+        lambda z: {"image": decode(hp, params["gen"], z)},
         z0,
         fold_keys(keys, _PRIOR_NOISE),
         step_size=hp.prior_step_size,
@@ -473,40 +528,94 @@ def latent_attack(
 # ----------------------------------------------------------------------------- config binding
 
 
+@dataclasses.dataclass(frozen=True)
+class JointOptimizer(AdamSchedule):
+    """The EBM's Adam and one Adam over generator and inference network (the authors' ``lrG`` group).
+    Defaults: train_fid.py."""
+
+    lr_ebm: float = setting(2e-6, "EBM learning rate", check=non_negative, what="non-negative")
+    lr_gen_enc: float = setting(
+        3e-4,
+        "learning rate of generator and inference network (one Adam)",
+        check=non_negative,
+        what="non-negative",
+    )
+    weight_decay_ebm: float = setting(0.0, "EBM weight decay", check=non_negative, what="non-negative")
+    weight_decay_gen_enc: float = setting(
+        5e-4, "weight decay of generator and inference network", check=non_negative, what="non-negative"
+    )
+
+    def build(self, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
+        return {
+            "ebm": self.adam(self.lr_ebm, self.weight_decay_ebm, steps_per_epoch),
+            "gen_enc": self.adam(self.lr_gen_enc, self.weight_decay_gen_enc, steps_per_epoch),
+        }
+
+
+_GROUP = {**settings_of(JointModel), **settings_of(JointOptimizer)}
+
+
 def hparams_from_config(config) -> JointHparams:
-    """Read the joint-prior settings of a validated config."""
-    d, m = config.data, config.model
+    """Read the joint-prior settings of a validated config (groups ``joint`` and ``sampler``)."""
+    d = config.data
     return JointHparams(
         image_shape=(d.image_size, d.image_size, d.channels),
-        latent_dims=tuple(int(v) for v in m.latent_dims),
-        widths=tuple(int(v) for v in m.hier_widths),
-        merge=m.hier_merge,
-        ebm_spectral_norm=m.ebm_spectral_norm,
-        sigma=m.likelihood_sigma,
-        kl_estimator=m.kl_estimator,
-        conv_impl=m.conv_impl,
-        **short_run_settings(config, posterior=False),
+        **values_of(config.joint, JointModel),
+        **values_of(config.sampler, PriorSampler),
     )
 
 
-def optimizers_from_config(config, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
-    """The EBM's Adam and one Adam over generator and inference network (the authors' ``lrG`` group)."""
-    ebm, model = ebm_and_model_adams(config.train, steps_per_epoch)
-    return {"ebm": ebm, "gen_enc": model}
+def _configure(config) -> None:
+    """The authors' SVHN train_fid.py: the 531,131-image extra split, 5 layers of 10, seed 1234."""
+    config.joint = group_of(_GROUP)
+    config.joint.update(beta1=0.0, beta2=0.9, lr_decay=0.998, lr_decay_at="epoch_start")
+    config.sampler = group_of(PriorSampler)
+    config.sampler.update(prior_steps=100, prior_step_size=0.3)
+    config.seed = 1234
+    config.data.train_split = "extra"
+    config.train.num_epochs = 200
+    config.eval.metrics = ("reconstruction", "probe", "hierarchy", "samples", "chains")
+    config.eval.interval_metrics = ("interval_samples", "interval_reconstructions")
 
 
-def make(config, steps_per_epoch: int) -> Method:
-    """Bind a config: the :class:`Method` the runner uses (sampling functions jitted)."""
+def _validate(config) -> None:
+    if is_text(config.data.name):
+        raise ConfigError(
+            f"config key 'data.name' is the text corpus {config.data.name!r}; method 'joint' models images"
+        )
+    check_group(config.joint, _GROUP, "joint")
+    check_group(config.sampler, settings_of(PriorSampler), "sampler")
+    m, n = config.joint, len(config.joint.latent_dims)
+    if len(m.widths) != n + 1:
+        raise ConfigError(
+            f"config key 'joint.widths' has {len(m.widths)} values but 'joint.latent_dims' has {n} layers; "
+            f"give c_1..c_L and the top MLP width ({n + 1} values)"
+        )
+    check_image_halves(config.data.image_size, n, "joint.latent_dims")
+
+
+def check_image_halves(size: int, num_layers: int, key: str) -> None:
+    """A hierarchical generator injects layer ``i`` at ``size / 2^i``: the size must halve ``L − 1`` times."""
+    if size % 2 ** (num_layers - 1):
+        most = 1
+        while size % 2**most == 0 and size // 2**most >= 1:
+            most += 1
+        raise ConfigError(
+            f"config key '{key}' has {num_layers} layers, but 'data.image_size' = {size} does not halve "
+            f"{num_layers - 1} times; use at most {most} layers"
+        )
+
+
+def make(config, splits, steps_per_epoch: int) -> Method:
+    """Bind a config: the :class:`Method` the runner uses (predict functions jitted)."""
+    del splits
     hp = hparams_from_config(config)
-    tx = optimizers_from_config(config, steps_per_epoch)
-    e = config.eval
+    tx = JointOptimizer(**values_of(config.joint, JointOptimizer)).build(steps_per_epoch)
+    pure_init = functools.partial(init, hp, tx)
 
-    def _infer(params, x, key):
+    def _infer(params, batch, key):
         del key  # the means of q_φ(z|x)
-        return means(encode(hp, params["enc"], x))
-
-    def _reconstruct_and_log_joint(params, x, key):
-        return reconstruct(hp, params, x), log_joint_at_inferred(hp, params, x, key)
+        return means(encode(hp, params["enc"], batch["image"]))
 
     def _sample_prior(params, key, num, num_steps):
         return sample_prior(
@@ -517,37 +626,45 @@ def make(config, steps_per_epoch: int) -> Method:
         keys = _chain_keys(key, batch_size_of(z))
         return resample_layer(hp, params["ebm"], params["ebm_stats"], z, layer, keys)
 
-    def _attack(params, x_orig, x_target, layer):
+    def _attack(params, x_orig, x_target, layer, steps, lr, l2):
         return latent_attack(
-            hp,
-            params,
-            x_orig,
-            x_target,
-            layer,
-            num_steps=e.attack_steps,
-            learning_rate=e.attack_lr,
-            l2_weight=e.attack_l2,
+            hp, params, x_orig, x_target, layer, num_steps=steps, learning_rate=lr, l2_weight=l2
         )
 
-    tools = LatentTools(
-        latent_dims=hp.latent_dims,
-        sample_prior=jax.jit(_sample_prior, static_argnums=(2, 3)),
-        decode=jax.jit(lambda params, z: decode(hp, params["gen"], z)),
-        infer=jax.jit(_infer),
-        resample_layer=jax.jit(_resample_layer, static_argnums=2),
-        attack=jax.jit(_attack, static_argnums=3),
-    )
+    def _long_run_chain(params, key, num, num_steps, record_every):
+        return long_run_chain(hp, params, key, num, num_steps, record_every)
+
+    predict = {
+        "generate": jax.jit(
+            lambda params, key, num: {"image": generate(hp, params, key, num)}, static_argnums=2
+        ),
+        "reconstruct": jax.jit(lambda params, batch, key: {"image": reconstruct(hp, params, batch["image"])}),
+        "log_joint": jax.jit(
+            lambda params, batch, key: log_joint_at_inferred(hp, params, batch["image"], key)
+        ),
+        "infer": jax.jit(_infer),
+        "decode": jax.jit(lambda params, z: {"image": decode(hp, params["gen"], z)}),
+        "sample_prior": jax.jit(_sample_prior, static_argnums=(2, 3)),
+        "resample_layer": jax.jit(_resample_layer, static_argnums=2),
+        "attack": jax.jit(_attack, static_argnums=(3, 4)),
+        "long_run_chain": jax.jit(_long_run_chain, static_argnums=(2, 3, 4)),
+    }
     return Method(
         name="joint",
-        init=functools.partial(init, hp, tx),
+        init=pure_init,
+        state_shapes=shapes_of(pure_init),
         train_step=functools.partial(train_step, hp, tx),
-        generate=jax.jit(functools.partial(generate, hp), static_argnums=2),
-        reconstruct=jax.jit(lambda params, x, key: reconstruct(hp, params, x)),
-        log_joint=jax.jit(functools.partial(log_joint_at_inferred, hp)),
-        long_run_chain=jax.jit(functools.partial(long_run_chain, hp), static_argnums=(2, 3, 4)),
-        infer_latents=tools.infer,
-        reconstruct_and_log_joint=jax.jit(_reconstruct_and_log_joint),
-        hparams=hp,
+        predict=predict,
         inference_params=inference_params,
-        latent_tools=tools,
+        latents=LatentSpace(dims=hp.latent_dims, prior_steps=hp.prior_steps if hp.has_ebm else 0),
     )
+
+
+SPEC = MethodSpec(
+    name="joint",
+    doc="joint hierarchical EBM prior (Cui, Wu, Han, ICCV 2023): one EBM over all layers, ladder inference",
+    configure=_configure,
+    validate=_validate,
+    make=make,
+    batch_fields=("image",),
+)

@@ -202,9 +202,9 @@ def cached_language_model(
     return model
 
 
-def settings_from_config(text_config: Any) -> LMSettings:
-    """The ``text.lm_*`` keys of a config as :class:`LMSettings`."""
-    t = text_config
+def settings_from_config(eval_config: Any) -> LMSettings:
+    """The ``eval.lm_*`` keys of a config as :class:`LMSettings`."""
+    t = eval_config
     return LMSettings(
         embed_dim=t.lm_embed_dim,
         hidden=t.lm_hidden,

@@ -88,7 +88,8 @@ class MLPEnergy(nn.Module):
 
 def timestep_embedding(t: jax.Array, dim: int = 128) -> jax.Array:
     """Sinusoidal embedding of integer diffusion steps ``t`` (B,): ``[cos(t ω), sin(t ω)]`` (cosine first)
-    with ``ω_k = exp(−ln(10⁴) k / (dim/2))``, as the authors' EBMs (official-defaults §3.7)."""
+    with ``ω_k = exp(−ln(10⁴) k / (dim/2))``, as the authors' EBMs
+    (jcui1224/diffusion-hierarchical-ebm)."""
     half = dim // 2
     freqs = jnp.exp(-jnp.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / half)
     args = t.astype(jnp.float32)[:, None] * freqs[None]

@@ -96,15 +96,18 @@ class Generator8(nn.Module):
         return jnp.tanh(h)
 
 
+GENERATORS = ("dcgan", "small8")  # the kinds make_generator builds
+
+
 def make_generator(kind: str, image_size: int, channels: int, ngf: int, conv_impl: str = "fast") -> nn.Module:
-    """Build the generator named by ``model.generator`` in a config (``conv_impl``: see CONV_IMPLS)."""
+    """Build the generator named ``kind`` (one of :data:`GENERATORS`; ``conv_impl``: see CONV_IMPLS)."""
     if kind == "dcgan":
         return DCGANGenerator(image_size=image_size, channels=channels, ngf=ngf, conv_impl=conv_impl)
     if kind == "small8":
         if image_size != 8:
             raise ValueError(f"generator 'small8' makes 8×8 images, but data.image_size={image_size}")
         return Generator8(channels=channels, ngf=ngf, conv_impl=conv_impl)
-    raise ValueError(f"unknown generator {kind!r}; allowed: 'dcgan', 'small8'")
+    raise ValueError(f"unknown generator {kind!r}; allowed: {list(GENERATORS)}")
 
 
 # ----------------------------------------------------------------------------- hierarchical (ICCV 2023)

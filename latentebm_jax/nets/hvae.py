@@ -8,10 +8,10 @@ reuses the library's networks so that the backbone is as strong as the joint pri
 architectural hierarchical generator (every layer reaches the image, ICCV 2023 Eq. 5) and the inference
 network the ladder network (one Gaussian per layer). The conditional priors are MLPs
 ``z_{i+1} → 2 × hidden (LeakyReLU 0.2) → (μ, ℓ)`` with NVAE's soft clamps ``μ ← 5 tanh(μ/5)``,
-``σ = exp(5 tanh(ℓ/5)) + 0.01`` (official-defaults §3.2).
+``σ = exp(5 tanh(ℓ/5)) + 0.01`` (NVlabs/NVAE, as used by the ICML 2024 code).
 
-Anything with the same four functions can serve as a backbone (see ``methods/diffusion.py``): ``decode``,
-``encode``, and ``conditional(i, z_above) -> (mean, std)`` which defines ``T`` and ``T⁻¹``.
+The backbone interface over it (posterior draw, decode, conditional prior, ``T`` and ``T⁻¹``) is
+``latentebm_jax/backbones/hvae.py``; the method that trains it ``latentebm_jax/methods/hvae.py``.
 """
 
 from __future__ import annotations

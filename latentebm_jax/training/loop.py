@@ -1,7 +1,7 @@
 """The one training loop every method uses, and the evaluation and sampling entry points.
 
 ``train`` resumes from the newest checkpoint in the workdir, runs the method's ``pmap``-ed train step with a
-tqdm bar, appends averaged metrics to ``metrics.jsonl``, writes sample and reconstruction grids at every eval
+tqdm bar, appends averaged metrics to ``metrics.jsonl``, runs ``config.eval.interval_metrics`` at every eval
 interval, checkpoints periodically and at the end, and finishes with :func:`evaluate` (``summary.json``).
 
 Every step's metrics are checked for NaN/inf before anything is logged or saved; the first non-finite
@@ -20,22 +20,12 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from latentebm_jax import viz
-from latentebm_jax.data import DataSplits, iterate_once
-from latentebm_jax.metrics import per_example_mse
+from latentebm_jax.checkpoint import Checkpointer
+from latentebm_jax.data import DataSplits
 from latentebm_jax.training import parallel
-from latentebm_jax.training.checkpoint import Checkpointer
-from latentebm_jax.training.evaluation import evaluate, sample
+from latentebm_jax.training.evaluate import evaluate, evaluate_interval, sample
 from latentebm_jax.training.metrics_writer import MetricsWriter, write_json
-from latentebm_jax.training.setup import (
-    EVAL_STREAM,
-    RunSetup,
-    is_main_process,
-    log,
-    restore_latest,
-    stream_key,
-    write_config,
-)
+from latentebm_jax.training.setup import RunSetup, is_main_process, log, write_config
 
 Hook = Callable[[int], None]
 
@@ -87,7 +77,7 @@ def train(
     setup = RunSetup(config, splits)
     tcfg = config.train
     ckpt = Checkpointer(workdir, tcfg.keep_checkpoints)
-    state = restore_latest(ckpt, setup.initial_state())
+    state = setup.restore_or_init(ckpt)
     start, total = int(state.step), setup.total_steps
     writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), enabled=main)
     writer.truncate_after(start)
@@ -160,10 +150,12 @@ def train(
                 last_good = done
             if tcfg.eval_every and done % tcfg.eval_every == 0 and not is_last:
                 flush()
-                if main:
+                if main and setup.interval_evaluators:
                     # fetch parameters and model state only, not the optimiser state
                     params = setup.method.inference_params(parallel.unreplicate(pstate.replace(opt_state={})))
-                    _eval_pictures(setup, params, workdir, writer, done)
+                    numbers = evaluate_interval(setup, params, workdir, done)
+                    if numbers:
+                        writer.write(done, {f"eval/{k}": v for k, v in numbers.items()})
     train_time = time.time() - t_loop
     flush()
     final = parallel.unreplicate(pstate)
@@ -183,42 +175,3 @@ def train(
     if main:
         write_json(os.path.join(workdir, "summary.json"), summary)
     return summary
-
-
-def _eval_pictures(setup: RunSetup, params: Any, workdir: str, writer: MetricsWriter, step: int) -> None:
-    """Sample and reconstruction grids at an eval interval, and the reconstruction MSE of one test batch."""
-    cfg, method = setup.config, setup.method
-    key = jax.random.fold_in(stream_key(cfg.seed, EVAL_STREAM), step)
-    params = jax.device_put(params)
-    if method.modality == "text":
-        _eval_sentences(setup, params, workdir, writer, step, key)
-        return
-    samples = np.asarray(method.generate(params, key, cfg.eval.num_samples))
-    viz.save_image_grid(samples, os.path.join(workdir, "samples", f"samples_{step:07d}.png"))
-    batch, valid = next(iterate_once(setup.splits.test, cfg.eval.batch_size))
-    x = batch["image"]
-    x_hat = np.asarray(method.reconstruct(params, x, jax.random.fold_in(key, 1)))
-    viz.save_reconstructions(
-        x[: min(valid, 50)],
-        x_hat[: min(valid, 50)],
-        os.path.join(workdir, "reconstructions", f"recon_{step:07d}.png"),
-    )
-    writer.write(step, {"eval/recon_mse_batch": float(np.mean(per_example_mse(x[:valid], x_hat[:valid])))})
-
-
-def _eval_sentences(
-    setup: RunSetup, params: Any, workdir: str, writer: MetricsWriter, step: int, key
-) -> None:
-    """Generated sentences and the reconstruction NLL of one test batch at an eval interval (text models)."""
-    from latentebm_jax.training import text_eval
-
-    cfg, tools = setup.config, setup.method.extras
-    path = os.path.join(workdir, "samples", f"samples_{step:07d}.txt")
-    sentences = text_eval.write_samples(setup, params, path, key, cfg.eval.num_samples)
-    log.info("step %d samples:\n  %s", step, "\n  ".join(sentences[:5]))
-    batch, valid = next(iterate_once(setup.splits.test, cfg.eval.batch_size))
-    ll = np.asarray(
-        tools.recon_log_likelihood(params, batch["ids"], batch["lengths"], jax.random.fold_in(key, 1))
-    )
-    tokens = np.sum(batch["lengths"][:valid] - 1)
-    writer.write(step, {"eval/recon_nll_per_token_batch": float(-np.sum(ll[:valid]) / tokens)})

@@ -1,4 +1,5 @@
-"""What training, evaluation and sampling share: data, batching, the bound method, keys, checkpoints."""
+"""What training, evaluation and sampling share: data, batching, the bound method and its evaluators, keys,
+restoring."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import os
 
 import jax
 
+from latentebm_jax import evaluation
+from latentebm_jax.checkpoint import Checkpointer
 from latentebm_jax.data import DataSplits, EpochBatcher, load_splits
-from latentebm_jax.methods import Method, get_method
-from latentebm_jax.training.checkpoint import Checkpointer
+from latentebm_jax.methods import Method, make_method, spec
+from latentebm_jax.methods.base import EvalContext
+from latentebm_jax.state import TrainState
 from latentebm_jax.training.metrics_writer import write_json
-from latentebm_jax.training.state import TrainState
 
 log = logging.getLogger("latentebm_jax.training")
 
@@ -26,13 +29,8 @@ def stream_key(seed: int, stream: int) -> jax.Array:
 
 
 def is_main_process() -> bool:
+    """Whether this is process 0 (the one that writes files)."""
     return jax.process_index() == 0
-
-
-def say(message: str) -> None:
-    """Print ``message`` on the main process only (evaluation results, skipped metrics, chains)."""
-    if is_main_process():
-        print(message, flush=True)
 
 
 def write_config(config, workdir: str) -> None:
@@ -48,7 +46,11 @@ def write_config(config, workdir: str) -> None:
 
 
 class RunSetup:
-    """Data splits, the step-addressed batcher, the bound :class:`Method` and its initial state."""
+    """Data splits, the step-addressed batcher, the bound :class:`Method` and the evaluators the config names.
+
+    Building it checks that every named evaluator finds the predict functions it needs; nothing is compiled
+    yet (the method's functions are jitted lazily).
+    """
 
     def __init__(self, config, splits: DataSplits | None = None):
         self.config = config
@@ -61,19 +63,42 @@ class RunSetup:
             self.splits.train, gb, config.seed, jax.process_index(), jax.process_count()
         )
         self.steps_per_epoch = self.batcher.steps_per_epoch
-        self.method: Method = get_method(config, self.steps_per_epoch, self.splits.vocab)
+        self.method: Method = make_method(config, self.splits, self.steps_per_epoch)
+        method_spec = spec(config.method)
+        self.evaluators = evaluation.selected(config, method_spec, "metrics")
+        self.interval_evaluators = evaluation.selected(config, method_spec, "interval_metrics")
+        evaluation.check_method(self.method, self.evaluators, "eval.metrics")
+        evaluation.check_method(self.method, self.interval_evaluators, "eval.interval_metrics")
         t = config.train
-        epochs = self.method.num_epochs or t.num_epochs
-        self.total_steps = t.num_steps if t.num_steps > 0 else epochs * self.steps_per_epoch
+        self.total_steps = t.num_steps if t.num_steps > 0 else t.num_epochs * self.steps_per_epoch
+
+    def init_key(self) -> jax.Array:
+        return stream_key(self.config.seed, INIT_STREAM)
 
     def initial_state(self) -> TrainState:
-        return self.method.init(stream_key(self.config.seed, INIT_STREAM))
+        """The state of a fresh run."""
+        return self.method.init(self.init_key())
 
+    def restore_or_init(self, ckpt: Checkpointer) -> TrainState:
+        """The newest checkpoint (restored into the method's state shapes, nothing initialised), or a fresh
+        state if there is none."""
+        step = ckpt.latest_step()
+        if step is None:
+            return self.initial_state()
+        log.info("resuming from checkpoint at step %d in %s", step, ckpt.directory)
+        return ckpt.restore(self.method.state_shapes(self.init_key()), step)
 
-def restore_latest(ckpt: Checkpointer, state: TrainState) -> TrainState:
-    """The newest checkpoint restored into ``state``'s structure, or ``state`` if there is none."""
-    step = ckpt.latest_step()
-    if step is None:
-        return state
-    log.info("resuming from checkpoint at step %d in %s", step, ckpt.directory)
-    return ckpt.restore(state, step)
+    def context(self, params, out_dir: str, step: int, stream: int) -> EvalContext:
+        """The evaluators' view of a checkpoint: its parameters, the data, where to write, its key."""
+        return EvalContext(
+            config=self.config,
+            method=self.method,
+            params=params,
+            splits=self.splits,
+            out_dir=out_dir,
+            step=step,
+            key=jax.random.fold_in(stream_key(self.config.seed, stream), step),
+            cache_dir=evaluation.cache_root(self.config),
+            dataset_id=evaluation.dataset_id(self.config.data),
+            main_process=is_main_process(),
+        )

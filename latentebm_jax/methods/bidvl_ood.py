@@ -1,7 +1,8 @@
-"""Evaluations of BiDVL (CVPR 2022) beyond the shared ones (generation ``fd``/FID, reconstruction RMSE).
+"""BiDVL's own evaluator (CVPR 2022), ``ood`` in ``eval.metrics``: out-of-distribution detection by the
+negative marginal energy.
 
 :func:`ood_detection` (Sec. 5.3, Table 4): the test split is the in-distribution set, each of
-``bidvl.ood_sets`` an out-of-distribution set, every image scored by the negative marginal energy
+``eval.ood_sets`` an out-of-distribution set, every image scored by the negative marginal energy
 ``−E_ψ′(v)`` (higher = more in-distribution) and summarised by AUROC (in-distribution positive), as the
 authors' code (E in eval mode, ``roc_auc_score``). The sets:
 
@@ -17,6 +18,7 @@ authors' code (E in eval mode, ``roc_auc_score``). The sets:
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import jax
@@ -24,6 +26,7 @@ import ml_collections
 import numpy as np
 
 from latentebm_jax import viz
+from latentebm_jax.config_schema import ConfigError, Setting
 from latentebm_jax.data import (
     ArraySource,
     DatasetNotFoundError,
@@ -33,7 +36,12 @@ from latentebm_jax.data import (
     only_classes,
     without_class,
 )
+from latentebm_jax.data.settings import IMAGE_DATASETS
+from latentebm_jax.methods.base import EvalContext, Evaluator
 from latentebm_jax.metrics.detection import ood_auroc
+
+_STREAM = 5
+OOD_SETS = ("uniform", "holdout", *IMAGE_DATASETS)
 
 
 def uniform_noise(shape: tuple[int, int, int], num: int, key: jax.Array) -> ArraySource:
@@ -55,21 +63,21 @@ def other_dataset(data_config, name: str) -> ImageSource:
 
 
 def _scores(fn, params, source: ImageSource, limit: int, batch_size: int) -> np.ndarray:
-    out = [np.asarray(fn(params, b["image"]))[:valid] for b, valid in iterate_once(source, batch_size, limit)]
+    out = [np.asarray(fn(params, b, None))[:valid] for b, valid in iterate_once(source, batch_size, limit)]
     return np.concatenate(out)
 
 
-def ood_detection(setup, params: Any, workdir: str, key: jax.Array) -> dict[str, Any]:
-    """AUROC of ``−E(v)`` for the test split against every set of ``bidvl.ood_sets`` (Table 4)."""
-    cfg = setup.config
-    score = setup.method.extras.ood_score
+def ood_detection(ctx: EvalContext) -> dict[str, Any]:
+    """AUROC of ``−E(v)`` for the test split against every set of ``eval.ood_sets`` (Table 4)."""
+    cfg, params = ctx.config, ctx.params
+    score, key, t0 = ctx.method.predict["ood_score"], jax.random.fold_in(ctx.key, _STREAM), time.time()
     limit, bs = cfg.eval.ood_max_examples, cfg.eval.batch_size
-    test, holdout = setup.splits.test, setup.splits.holdout_class
+    test, holdout = ctx.splits.test, ctx.splits.holdout_class
     inside = without_class(test, holdout) if holdout >= 0 else test
     s_in = _scores(score, params, inside, limit, bs)
     results: dict[str, Any] = {"ood_score": "-E(v)", "ood_in_distribution_examples": len(s_in)}
     hists = {}
-    for i, name in enumerate(cfg.bidvl.ood_sets):
+    for i, name in enumerate(cfg.eval.ood_sets):
         if name == "uniform":
             outside = uniform_noise(inside.image_shape, min(limit, len(inside)), jax.random.fold_in(key, i))
         elif name == "holdout":
@@ -79,14 +87,15 @@ def ood_detection(setup, params: Any, workdir: str, key: jax.Array) -> dict[str,
                 outside = other_dataset(cfg.data, name)
             except DatasetNotFoundError as err:
                 results[f"ood_skipped_{name}"] = str(err).splitlines()[0]
-                print(f"OOD set {name!r} skipped: {results[f'ood_skipped_{name}']}", flush=True)
+                ctx.say(f"OOD set {name!r} skipped: {results[f'ood_skipped_{name}']}")
                 continue
         s_out = _scores(score, params, outside, limit, bs)
         results[f"ood_auroc_{name}"] = ood_auroc(s_in, s_out)
         results[f"ood_examples_{name}"] = len(s_out)
         hists[name] = s_out
     if hists:
-        results["ood_figure"] = _plot(s_in, hists, os.path.join(workdir, "ood_energy.png"))
+        results["ood_figure"] = _plot(s_in, hists, os.path.join(ctx.out_dir, "ood_energy.png"))
+    results["ood_seconds"] = round(time.time() - t0, 2)
     return results
 
 
@@ -102,4 +111,38 @@ def _plot(s_in: np.ndarray, hists: dict[str, np.ndarray], path: str) -> str:
         ax.set_title(f"BiDVL OOD: {name}, AUROC {ood_auroc(s_in, s_out):.3f}", fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return viz._save_figure(fig, path)
+    return viz.save_figure(fig, path)
+
+
+def _check(config) -> None:
+    sets = tuple(config.eval.ood_sets)
+    if not sets:
+        raise ConfigError("config key 'eval.ood_sets' is empty; evaluator 'ood' needs at least one set")
+    if "holdout" in sets and config.data.holdout_class < 0:
+        raise ConfigError(
+            "config key 'eval.ood_sets' names 'holdout' but 'data.holdout_class' is -1; set the class"
+        )
+
+
+EVALUATORS = {
+    "ood": Evaluator(
+        "ood",
+        ood_detection,
+        "AUROC of -E(v): the test split against each of eval.ood_sets (Table 4); ood_energy.png",
+        needs=("ood_score",),
+        reads=("image",),
+        check=_check,
+        main_only=True,
+        settings={
+            "ood_sets": Setting(
+                ("uniform",),
+                "OOD sets: uniform noise, the holdout class or a dataset's test split",
+                check=lambda x: all(s in OOD_SETS for s in x),
+                what=f"a tuple of names from {list(OOD_SETS)}",
+            ),
+            "ood_max_examples": Setting(
+                1000, "examples per side", check=lambda x: x >= 2, what="an integer >= 2"
+            ),
+        },
+    )
+}

@@ -50,6 +50,16 @@ def describe_mismatch(stored: dict[str, Any], expected: dict[str, Any], limit: i
     return problems
 
 
+def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:
+    """A restore target for one leaf: its shape and dtype, placed where it is (or on the first device)."""
+    if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None:
+        device = jax.local_devices()[0]
+        return jax.ShapeDtypeStruct(
+            leaf.shape, leaf.dtype, sharding=jax.sharding.SingleDeviceSharding(device)
+        )
+    return ocp.utils.to_shape_dtype_struct(leaf)
+
+
 class Checkpointer:
     """Periodic and final checkpoints of a run's state under ``<workdir>/checkpoints``."""
 
@@ -103,7 +113,7 @@ class Checkpointer:
                 f"checkpoint at step {step} ({where}) does not fit the model this config builds "
                 f"(was it written with another config?):\n  " + "\n  ".join(problems)
             )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        abstract = jax.tree.map(_abstract, target)
         try:
             restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
         except Exception as err:
@@ -122,6 +132,28 @@ class Checkpointer:
                 f"checkpoint at step {step} ({where}) holds non-finite values in {bad[:3]}.{hint}"
             )
         return restored
+
+    def restore_stored(self, step: int | None = None) -> dict[str, Any]:
+        """The whole stored tree of checkpoint ``step`` (default: latest) as nested dicts, read with the
+        shapes and dtypes the checkpoint records (to read part of another run's state, e.g. a backbone)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        where = os.path.join(self.directory, str(step))
+        try:
+            metadata = self._manager.item_metadata(step)
+            tree = getattr(metadata, "tree", metadata)
+            abstract = jax.tree.map(
+                lambda m: _abstract(jax.ShapeDtypeStruct(tuple(m.shape), m.dtype)),
+                tree,
+                is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+            )
+            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as err:
+            raise CheckpointError(
+                f"checkpoint at step {step} ({where}) is unreadable: {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}"
+            ) from err
 
     def close(self) -> None:
         self._manager.close()

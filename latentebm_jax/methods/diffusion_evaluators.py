@@ -1,17 +1,19 @@
-"""Evaluations of the diffusion hierarchical EBM prior (ICML 2024), stage 2.
+"""The diffusion hierarchical EBM prior's own evaluators (ICML 2024), named in ``eval.metrics``.
 
-* :func:`ood_by_layer` (Sec. 5.2, Fig. 3): AUROC of the energy of the layers ``≥ k`` (0 = bottom, so
+* ``ood_by_layer`` (Sec. 5.2, Fig. 3): AUROC of the energy of the layers ``≥ k`` (0 = bottom, so
   ``k = 0`` is every layer, ``L−1`` the top one), for the inference scheme (energies at the inferred
   latents) and the diffusion scheme (perturb to ``t = 1``, reverse-sample jointly with prior samples for the
   lower layers); ``ood_by_layer.png`` plots AUROC against ``k`` and the score histograms.
-* :func:`controllable_synthesis` (Sec. 5.3, Figs. 4–5): class-conditional samples scored by the domain
-  classifier (accuracy = fraction classified as the requested class), ``conditional_samples.png``, and the
-  compositional panel ``compositional.png`` (label-coupled upper layers fixed, lower layers resampled).
+* ``controllable_synthesis`` (Sec. 5.3, Figs. 4–5), with ``diffusion.label_layers``: class-conditional
+  samples scored by the domain classifier (accuracy = fraction classified as the requested class),
+  ``conditional_samples.png``, and the compositional panel ``compositional.png`` (label-coupled upper
+  layers fixed, lower layers resampled).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import jax
@@ -19,16 +21,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from latentebm_jax import viz
+from latentebm_jax.config_schema import ConfigError, Setting, positive
 from latentebm_jax.data import ImageSource, iterate_once, load_source, only_classes, without_class
+from latentebm_jax.data.settings import IMAGE_DATASETS
+from latentebm_jax.methods.base import EvalContext, Evaluator
 from latentebm_jax.metrics.detection import ood_auroc
 from latentebm_jax.metrics.domain import domain_classifier
 
+_STREAM = 5  # then 0: OOD by layer, 1: controllable synthesis
 
-def _ood_sources(setup) -> tuple[ImageSource, ImageSource, str]:
-    cfg = setup.config
-    test = setup.splits.test
+
+def _ood_sources(ctx: EvalContext) -> tuple[ImageSource, ImageSource, str]:
+    cfg = ctx.config
+    test = ctx.splits.test
     if cfg.eval.ood_source == "holdout":
-        h = setup.splits.holdout_class
+        h = ctx.splits.holdout_class
         inside = without_class(test, h)
         outside = only_classes(test, (h,))
         return inside, outside, f"held-out class {h}"
@@ -42,22 +49,24 @@ def _ood_sources(setup) -> tuple[ImageSource, ImageSource, str]:
 def _scores(fn, params, source: ImageSource, limit: int, batch: int, key) -> np.ndarray:
     out = []
     for i, (b, valid) in enumerate(iterate_once(source, batch, limit)):
-        s = fn(params, b["image"]) if key is None else fn(params, b["image"], jax.random.fold_in(key, i))
+        s = fn(params, b, None if key is None else jax.random.fold_in(key, i))
         out.append(np.asarray(s)[:valid])
     return np.concatenate(out)
 
 
-def ood_by_layer(setup, params: Any, workdir: str, key: jax.Array) -> dict[str, Any]:
+def ood_by_layer(ctx: EvalContext) -> dict[str, Any]:
     """AUROC per ``k`` for both schemes (in-distribution positive, score = negative energy)."""
-    cfg, tools = setup.config, setup.method.extras
-    inside, outside, what = _ood_sources(setup)
+    cfg, predict, params = ctx.config, ctx.method.predict, ctx.params
+    key = jax.random.fold_in(jax.random.fold_in(ctx.key, _STREAM), 0)
+    t0 = time.time()
+    inside, outside, what = _ood_sources(ctx)
     limit, bs = cfg.eval.ood_max_examples, cfg.eval.batch_size
-    n_layers = tools.hparams.num_layers
+    n_layers = len(ctx.method.latents.dims)
     results: dict[str, Any] = {"ood_out_of_distribution": what}
     curves, hists = {}, {}
-    schemes = {"inference": (tools.scores_inference, None)}
-    if tools.scores_diffusion is not None:
-        schemes["diffusion"] = (tools.scores_diffusion, key)
+    schemes = {"inference": (predict["layer_scores"], None)}
+    if "layer_scores_diffusion" in predict:
+        schemes["diffusion"] = (predict["layer_scores_diffusion"], key)
     for name, (fn, k) in schemes.items():
         s_in = _scores(fn, params, inside, limit, bs, k)
         s_out = _scores(fn, params, outside, limit, bs, None if k is None else jax.random.fold_in(k, 99))
@@ -69,8 +78,9 @@ def ood_by_layer(setup, params: Any, workdir: str, key: jax.Array) -> dict[str, 
         curves[name] = aurocs
         hists[name] = (s_in, s_out)
     results["ood_examples"] = [len(hists["inference"][0]), len(hists["inference"][1])]
-    path = os.path.join(workdir, "ood_by_layer.png")
+    path = os.path.join(ctx.out_dir, "ood_by_layer.png")
     results["ood_figure"] = _plot_ood(curves, hists, n_layers, what, path)
+    results["ood_seconds"] = round(time.time() - t0, 2)
     return results
 
 
@@ -94,55 +104,64 @@ def _plot_ood(curves, hists, n_layers: int, what: str, path: str) -> str:
         ax.set_title(f"{name} scheme, L>{k}: negative energy", fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return viz._save_figure(fig, path)
+    return viz.save_figure(fig, path)
 
 
-def controllable_synthesis(setup, params: Any, workdir: str, key: jax.Array) -> dict[str, Any]:
+def controllable_synthesis(ctx: EvalContext) -> dict[str, Any]:
     """Class-conditional sampling accuracy (domain classifier), the logits' own test accuracy, and the
     conditional and compositional figures; with ``data.attributes``, :func:`attribute_synthesis`."""
-    from latentebm_jax.training.evaluation import cache_root, dataset_id
-
-    cfg, tools = setup.config, setup.method.extras
+    cfg, predict, params = ctx.config, ctx.method.predict, ctx.params
+    key = jax.random.fold_in(jax.random.fold_in(ctx.key, _STREAM), 1)
+    if "class_logits" not in predict:
+        ctx.say("controllable synthesis skipped: no diffusion.label_layers")
+        return {}
     if tuple(cfg.data.attributes):
-        return attribute_synthesis(setup, params, workdir, key)
-    hp = tools.hparams
-    train_labels = setup.splits.train.labels()
+        return attribute_synthesis(ctx, key)
+    if np.any(ctx.splits.train.labels() < 0):
+        ctx.say("controllable synthesis skipped: the dataset has no labels (or data.attributes)")
+        return {}
+    train_labels = ctx.splits.train.labels()
     classes = sorted(int(c) for c in np.unique(train_labels) if c >= 0)
     full_train = load_source(cfg.data, cfg.data.train_split)
     clf = domain_classifier(
-        cache_root(cfg), dataset_id(cfg), full_train, setup.splits.test, seed=0,
+        ctx.cache_dir,
+        ctx.dataset_id,
+        full_train,
+        ctx.splits.test,
+        seed=0,
         epochs=cfg.eval.fd_classifier_epochs,
-    )  # fmt: skip
+    )
     n = cfg.eval.label_samples_per_class
     correct, shown = [], []
     for c in classes:
         labels = jnp.full((n,), c, jnp.int32)
-        images = np.asarray(tools.generate_labelled(params, jax.random.fold_in(key, c), labels))
+        images = predict["generate_labelled"](params, {"label": labels}, jax.random.fold_in(key, c))["image"]
+        images = np.asarray(images)
         correct.append(float(np.mean(clf.predict(images) == c)))
         shown.append(images[: min(n, 10)])
     viz.save_grid_panels(
         [("class-conditional samples (rows: requested class)", np.stack(shown))],
-        os.path.join(workdir, "conditional_samples.png"),
+        os.path.join(ctx.out_dir, "conditional_samples.png"),
         row_labels=[[str(c) for c in classes]],
     )
     # the coupled logits as a classifier of inferred test latents (Eq. 19)
-    test = setup.splits.test
-    if setup.splits.holdout_class >= 0:
-        test = without_class(test, setup.splits.holdout_class)
+    test = ctx.splits.test
+    if ctx.splits.holdout_class >= 0:
+        test = without_class(test, ctx.splits.holdout_class)
     hits, total = 0, 0
     for b, valid in iterate_once(test, cfg.eval.batch_size):
-        z = setup.method.infer_latents(params, b["image"], key)
-        pred = np.asarray(jnp.argmax(tools.class_logits(params, z), -1))[:valid]
+        pred = np.asarray(jnp.argmax(predict["class_logits"](params, b, key), -1))[:valid]
         hits += int(np.sum(pred == b["label"][:valid]))
         total += valid
     # the coupled layers and those above stay fixed; at least the bottom layer is resampled
-    fixed = tuple(range(max(min(hp.label_layers), 1), hp.num_layers))
-    v = cfg.eval.compose_variations
-    grid = np.asarray(tools.compose(params, key, jnp.asarray(classes, jnp.int32), v, fixed))
+    label_layers, n_layers = tuple(cfg.diffusion.label_layers), len(ctx.method.latents.dims)
+    fixed = range(max(min(label_layers) - 1, 1), n_layers)
+    grid = predict["compose"](params, {"label": jnp.asarray(classes, jnp.int32)}, key)
+    grid = np.asarray(grid)
     top = ", ".join(f"z_{i + 1}" for i in fixed)
     viz.save_grid_panels(
         [(f"column 0: sample of class y; then {top} fixed, lower layers resampled", grid)],
-        os.path.join(workdir, "compositional.png"),
+        os.path.join(ctx.out_dir, "compositional.png"),
         row_labels=[[str(c) for c in classes]],
     )
     return {
@@ -154,29 +173,79 @@ def controllable_synthesis(setup, params: Any, workdir: str, key: jax.Array) -> 
     }
 
 
-def attribute_synthesis(setup, params: Any, workdir: str, key: jax.Array) -> dict[str, Any]:
+def attribute_synthesis(ctx: EvalContext, key: jax.Array) -> dict[str, Any]:
     """Multi-attribute coupling (Fig. 4): each coupled layer's logits as a classifier of its attribute on
     inferred test latents (Eq. 19), and ``compositional.png``: one row per combination of attribute values
     (at most 8), columns adding the attributes from the top coupled layer down (each stage keeps the layers
     above the one it couples and resamples the rest)."""
-    cfg, tools = setup.config, setup.method.extras
-    hp, names = tools.hparams, tuple(cfg.data.attributes)
+    cfg, predict, params = ctx.config, ctx.method.predict, ctx.params
+    names, label_layers = tuple(cfg.data.attributes), tuple(cfg.diffusion.label_layers)
     hits, total = np.zeros(len(names)), 0
-    for b, valid in iterate_once(setup.splits.test, cfg.eval.batch_size):
-        z = setup.method.infer_latents(params, b["image"], key)
-        pred = np.asarray(jnp.argmax(tools.layer_logits(params, z), -1))[:valid]
+    for b, valid in iterate_once(ctx.splits.test, cfg.eval.batch_size):
+        pred = np.asarray(jnp.argmax(predict["attribute_logits"](params, b, key), -1))[:valid]
         hits += np.sum(pred == b["attributes"][:valid], axis=0)
         total += valid
     combos = np.array(np.meshgrid(*[[1, 0]] * len(names), indexing="ij")).reshape(len(names), -1).T[:8]
-    order = sorted(range(len(names)), key=lambda j: -hp.label_layers[j])  # top coupled layer first
-    stages = tuple((j,) for j in order)
-    grid = np.asarray(tools.compose_attributes(params, key, jnp.asarray(combos, jnp.int32), stages))
+    order = sorted(range(len(names)), key=lambda j: -label_layers[j])  # top coupled layer first
+    grid = np.asarray(predict["compose_attributes"](params, {"label": jnp.asarray(combos, jnp.int32)}, key))
     rows = [", ".join(f"{names[j]}={v}" for j, v in enumerate(c)) for c in combos]
-    cols = " → ".join(f"+{names[j]} (z_{hp.label_layers[j] + 1})" for j in order)
+    cols = " → ".join(f"+{names[j]} (z_{label_layers[j]})" for j in order)
     viz.save_grid_panels(
-        [(f"columns: {cols}", grid)], os.path.join(workdir, "compositional.png"), row_labels=[rows]
+        [(f"columns: {cols}", grid)], os.path.join(ctx.out_dir, "compositional.png"), row_labels=[rows]
     )
     return {
         "attribute_names": list(names),
         "attribute_logits_test_accuracy": (hits / max(total, 1)).tolist(),
     }
+
+
+def _check_ood(config) -> None:
+    source = config.eval.ood_source
+    if source != "holdout" and source not in IMAGE_DATASETS:
+        raise ConfigError(
+            f"config key 'eval.ood_source' has value {source!r}; allowed: 'holdout' or one of "
+            f"{list(IMAGE_DATASETS)}"
+        )
+    if source == "holdout" and config.data.holdout_class < 0:
+        raise ConfigError(
+            "evaluator 'ood_by_layer' with eval.ood_source='holdout' needs 'data.holdout_class' >= 0 (or set "
+            "eval.ood_source to another dataset)"
+        )
+
+
+EVALUATORS = {
+    e.name: e
+    for e in (
+        Evaluator(
+            "ood_by_layer",
+            ood_by_layer,
+            "OOD AUROC of the energies of layers >= k, inference and diffusion schemes (Sec. 5.2, Fig. 3)",
+            needs=("layer_scores",),
+            reads=("image",),
+            check=_check_ood,
+            main_only=True,
+            settings={
+                "ood_source": Setting("holdout", "OOD set: 'holdout' (data.holdout_class) or a dataset name"),
+                "ood_max_examples": Setting(
+                    1000, "examples per side", check=lambda x: x >= 2, what="an integer >= 2"
+                ),
+            },
+        ),
+        Evaluator(
+            "controllable_synthesis",
+            controllable_synthesis,
+            "class-conditional sampling accuracy, coupled-logit accuracy, compositional figures (Sec. 5.3)",
+            reads=("image",),
+            main_only=True,
+            settings={
+                "label_samples_per_class": Setting(50, "samples per class", check=positive, what="positive"),
+                "compose_variations": Setting(
+                    7, "resamplings per row of compositional.png", check=positive, what="positive"
+                ),
+                "fd_classifier_epochs": Setting(
+                    30, "epochs of the domain classifier (cached)", check=positive, what="positive"
+                ),
+            },
+        ),
+    )
+}

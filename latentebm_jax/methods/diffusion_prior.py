@@ -1,13 +1,11 @@
-"""Hierarchical EBM prior learned by diffusion in ũ-space (Cui & Han, ICML 2024): a two-stage method.
+"""Hierarchical EBM prior learned by diffusion in ũ-space (Cui & Han, ICML 2024), on a frozen backbone.
 
-**Stage 1** (``stage = 1``): the backbone hierarchical VAE (:class:`~latentebm_jax.nets.hvae.HierarchicalVAE`,
-Eq. 1) by its ELBO, ``E_q[log N(x; g(z̃), σ² I)] − KL(q(z_L|x) ‖ N(0, I)) − Σ_{i<L} E_q KL(q(z_i|x) ‖
-p(z_i|z_{i+1}))`` (closed-form Gaussian KLs at the sampled ``z_{i+1}``). Its samples are the "backbone
-alone" baseline: ``ũ ~ N(0, I)``, ``z̃ = T(ũ)``, ``x = g(z̃)``.
-
-**Stage 2** (``stage = 2``): per-layer time-conditioned EBMs ``f_ω_i(z_i, t)`` with the backbone frozen
-(its parameters are read from the stage-1 checkpoint and carried, untrained, in the state's
-``model_state['backbone']``). ``F_ω(z̃, t) = Σ_i f_ω_i(z_i, t)`` (Eq. 9). Two schemes:
+Per-layer time-conditioned EBMs ``f_ω_i(z_i, t)`` on a trained hierarchical generator (a
+:class:`~latentebm_jax.backbones.base.Backbone`, reached only through that interface; ``diffusion.backbone``
+names its kind, the ``backbone`` config group its architecture). The backbone's parameters are read from
+``diffusion.backbone_dir`` when a run starts and then carried, untrained, in the state's
+``model_state["backbone"]``: a stage-2 checkpoint holds everything its evaluation needs.
+``F_ω(z̃, t) = Σ_i f_ω_i(z_i, t)`` (Eq. 9). Two schemes:
 
 * ``scheme = 'diffusion'`` (the paper), Algorithm 1 per mini-batch: ``z̃ ~ q_φ(z̃|x)`` (a posterior sample, as
   the authors), ``u_0 = T⁻¹(z̃)``; ``t ~ U{0 … T−1}`` per example; the pair ``(u_t⁺, u_{t+1})`` (Eq. 7);
@@ -17,23 +15,27 @@ alone" baseline: ``ũ ~ N(0, I)``, ``z̃ = T(ũ)``, ``x = g(z̃)``.
 * ``scheme = 'marginal'``: the marginal joint EBM on ũ-space (Eq. 8, Cui et al. 2023a), ``t = 0`` always,
   negatives by Langevin on ``F(T(ũ)) − ‖ũ‖²/2`` from ``N(0, I)``.
 
-Energy parameterisation: with ``energy_scale = 'step'`` (the authors' code) ``F = g/s_t`` where ``g`` is
-the network output, which makes their loss ``mean(−(g⁺ − g⁻)/s_t)`` exactly Eq. 12 and their sampler's
-EBM drift ``½∇g`` exactly the Langevin drift of Eq. 13 at step ``√s_t``; ``'none'`` uses ``F = g``.
+Energy parameterisation: with ``energy_scale = 'step'`` (the authors' code,
+jcui1224/diffusion-hierarchical-ebm) ``F = g/s_t`` where ``g`` is the network output, which makes their loss
+``mean(−(g⁺ − g⁻)/s_t)`` exactly Eq. 12 and their sampler's EBM drift ``½∇g`` exactly the Langevin drift of
+Eq. 13 at step ``√s_t``; ``'none'`` uses ``F = g``.
 
 Label coupling (Sec. 3.3, Eq. 14, App. A.2): the energies of ``label_layers`` output one value per class,
 ``F_i,y = scale(t) g_i,y``; their label-free energy is ``log Σ_y exp F_i,y`` (Eq. 18), and examples with
 ``t = 0`` add the cross-entropy of ``softmax_y(F_i,y)`` against the label (Eqs. 19–20). Class-conditional
 sampling reverses label-free to ``u_1``, then samples ``u_0`` with ``F_i,y`` as the coupled layers' energy.
+
+Predict functions beyond the shared ones (for the evaluators of :mod:`.diffusion_evaluators`), all
+``(params, batch, key)``: ``layer_scores`` and ``layer_scores_diffusion`` ``(B, L)`` (Sec. 5.2's two OOD
+schemes), ``class_logits`` ``(B, C)`` and ``attribute_logits`` ``(B, J, C)`` at inferred latents (Eq. 19),
+``generate_labelled`` (``batch["label"]``: ``(n,)`` classes or ``(n, J)`` attributes), ``compose`` and
+``compose_attributes`` (Fig. 4's panels).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import math
-import os
 from typing import Any
 
 import chex
@@ -43,20 +45,32 @@ import optax
 from jax import lax
 
 from latentebm_jax import diffusion as dif
-from latentebm_jax import losses, priors
+from latentebm_jax.backbones import BACKBONES
+from latentebm_jax.config_schema import (
+    ConfigError,
+    check_group,
+    group_of,
+    non_negative,
+    positive,
+    setting,
+    settings_of,
+    values_of,
+)
+from latentebm_jax.data.settings import is_text
 from latentebm_jax.langevin import batch_size_of, langevin
-from latentebm_jax.methods.base import LatentTools, Method
+from latentebm_jax.methods.base import LatentSpace, Method, MethodSpec
 from latentebm_jax.methods.common import (
     apply_updates,
     cross_replica_mean,
     example_keys,
     fold_keys,
+    long_run_prior_chain,
     normal_layers,
 )
+from latentebm_jax.methods.diffusion_evaluators import EVALUATORS
 from latentebm_jax.nets.energy import LayerwiseEnergy
-from latentebm_jax.nets.hvae import HierarchicalVAE
-from latentebm_jax.training.optim import ebm_and_model_adams, torch_adam
-from latentebm_jax.training.state import TrainState, new_train_state
+from latentebm_jax.optim import AdamSchedule
+from latentebm_jax.state import TrainState, new_train_state
 
 Params = dict[str, Any]
 Latents = tuple[jax.Array, ...]
@@ -68,50 +82,93 @@ ENERGY_SCALES = ("step", "none")
 _POST, _TIME, _PAIR, _CHAIN, _INIT, _LAYER, _OOD = 0, 1, 2, 3, 4, 5, 6
 
 
-@dataclasses.dataclass(frozen=True)
-class DiffusionHparams:
-    """Backbone, EBM and sampler settings (static). Defaults: the authors' CIFAR-10 sampler (T = 3, K = 50,
-    b = 3e-5) on a small 3-layer backbone."""
+def _layer_numbers(x) -> bool:
+    return all(isinstance(i, int) and i >= 1 for i in x)
 
-    stage: int = 2
-    image_shape: tuple[int, int, int] = (32, 32, 1)
-    latent_dims: tuple[int, ...] = (2, 2, 10)  # bottom z_1 first
-    widths: tuple[int, ...] = (16, 32, 64, 256)
-    prior_hidden: int = 256
-    sigma: float = math.sqrt(1.0 / 20.0)  # decoder std; reconstruction weight 1/(2σ²) = 10
-    conv_impl: str = "fast"
-    scheme: str = "diffusion"
-    num_diffusion_steps: int = 3
-    langevin_steps: int = 50
-    base_step: float = 3e-5  # the authors' e_l_step_size b (a variance)
-    energy_scale: str = "step"
-    keep_last_kernel: bool = True
-    marginal_step_size: float = 0.1  # our convention (noise std)
-    ebm_hidden: int = 128
-    ebm_blocks: int = 2
-    ebm_spectral_norm: bool = True
-    label_layers: tuple[int, ...] = ()  # 0-based, bottom first
-    num_classes: int = 10
-    label_weight: float = 1.0
-    label_steps: str = "first"  # couple y at t = 0 only (App. A.2) or at "all" t
-    label_guidance: float = 1.0  # w in F_free + w·log softmax(F)_y when sampling with labels (1 = Eq. 14)
-    temperature: float = 1.0
-    unroll: int = 1
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionSettings:
+    """The EBMs and their samplers (config group ``diffusion``). Defaults: the authors' CIFAR-10 setting
+    (T = 3, K = 50, b = 3e-5, ch = 128, spectral norm)."""
+
+    backbone_kind: str = setting(
+        "hvae", "kind of backbone (latentebm_jax/backbones)", choices=tuple(BACKBONES)
+    )
+    backbone_dir: str = setting("", "a new run reads the trained backbone from here (e.g. an hvae run)")
+    scheme: str = setting(
+        "diffusion", "diffusion: Alg. 1 (Eq. 9); marginal: the joint EBM on u-space (Eq. 8)", choices=SCHEMES
+    )
+    num_diffusion_steps: int = setting(
+        3, "T (ablation: 6)", check=lambda x: x >= 2, what="an integer >= 2 (the authors' schedule)"
+    )
+    langevin_steps: int = setting(
+        50,
+        "K: Langevin steps per diffusion step (marginal: per chain)",
+        check=non_negative,
+        what="a non-negative integer",
+    )
+    base_step: float = setting(
+        3e-5, "b: Langevin variance s_t = b (σ̄_t/σ̄_0) σ²_{t+1}", check=positive, what="positive"
+    )
+    energy_scale: str = setting("step", "step: F = g/s_t (the authors'); none: F = g", choices=ENERGY_SCALES)
+    keep_last_kernel: bool = setting(
+        True, "Eq. 13's kernel at t = T-1 (the paper); the authors' code drops it"
+    )
+    marginal_step_size: float = setting(
+        0.1, "the marginal scheme's Langevin step (noise std)", check=positive, what="positive"
+    )
+    unroll: int = setting(
+        1,
+        "lax.scan unroll of the chains (speed only; 0 = fully)",
+        check=non_negative,
+        what="a non-negative integer",
+    )
+    ebm_hidden: int = setting(
+        128, "ch: width of each layer's energy", check=positive, what="a positive integer"
+    )
+    ebm_blocks: int = setting(
+        2, "dense blocks of each layer's energy", check=non_negative, what="a non-negative integer"
+    )
+    ebm_spectral_norm: bool = setting(True, "spectral norm on every EBM layer (the authors')")
+    label_layers: tuple[int, ...] = setting(
+        (),
+        "layers z_i (1 = bottom) whose energies output class logits (Eq. 14)",
+        check=_layer_numbers,
+        what="a tuple of layer numbers (1 = bottom z_1)",
+    )
+    num_classes: int = setting(
+        10, "classes of the coupled labels", check=lambda x: x >= 2, what="an integer >= 2"
+    )
+    label_weight: float = setting(
+        1.0, "weight of the cross-entropy (App. A.2)", check=non_negative, what="non-negative"
+    )
+    label_steps: str = setting(
+        "first", "couple y at t = 0 only (App. A.2) or at all t (an option)", choices=("first", "all")
+    )
+    label_guidance: float = setting(
+        1.0,
+        "w in F_free + w log softmax(F)_y when sampling with labels (1 = Eq. 14)",
+        check=non_negative,
+        what="non-negative",
+    )
+    temperature: float = setting(
+        1.0, "sampling temperature τ (target π^{1/τ²})", check=positive, what="positive"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionHparams(DiffusionSettings):
+    """Backbone, EBM and sampler settings (static). ``label_layers`` here are 0-based."""
+
+    backbone: Any = None  # a Backbone (latentebm_jax/backbones)
+
+    @property
+    def latent_dims(self) -> tuple[int, ...]:
+        return tuple(self.backbone.latent_dims)
 
     @property
     def num_layers(self) -> int:
         return len(self.latent_dims)
-
-    def backbone_net(self) -> HierarchicalVAE:
-        h, _, c = self.image_shape
-        return HierarchicalVAE(
-            image_size=h,
-            channels=c,
-            latent_dims=self.latent_dims,
-            widths=self.widths,
-            prior_hidden=self.prior_hidden,
-            conv_impl=self.conv_impl,
-        )
 
     def energy_net(self) -> LayerwiseEnergy:
         outs = tuple(self.num_classes if i in self.label_layers else 1 for i in range(self.num_layers))
@@ -136,37 +193,32 @@ class DiffusionHparams:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class DiffusionOptimizer(AdamSchedule):
+    """The EBMs' Adam (the authors' one Adam per layer's EBM is the same as one over all)."""
+
+    lr: float = setting(4e-5, "learning rate of the EBMs", check=non_negative, what="non-negative")
+    weight_decay: float = setting(
+        3e-5, "weight decay of the EBMs (coupled)", check=non_negative, what="non-negative"
+    )
+
+
 # ----------------------------------------------------------------------------- the backbone
 
 
 def decode(hp: DiffusionHparams, backbone: Params, z: Latents) -> jax.Array:
-    """``g_β0(z̃)``: images ``(B, H, W, C)`` in ``[−1, 1]``."""
-    return hp.backbone_net().apply({"params": backbone}, tuple(z), method="decode")
-
-
-def encode(hp: DiffusionHparams, backbone: Params, x: jax.Array):
-    """``q_φ(z_i|x)`` per layer: ``((μ_1, log σ²_1), …)``."""
-    chex.assert_shape(x, (None, *hp.image_shape))
-    return hp.backbone_net().apply({"params": backbone}, x, method="encode")
-
-
-def conditional_fn(hp: DiffusionHparams, backbone: Params) -> dif.ConditionalFn:
-    """The backbone's ``(i, z_above) -> (μ_i, σ_i)``, which defines ``T`` (App. A.1)."""
-
-    def conditional(i: int, z_above: Latents):
-        return hp.backbone_net().apply({"params": backbone}, i, tuple(z_above), method="conditional")
-
-    return conditional
+    """``g(z̃)``: images ``(B, H, W, C)`` in ``[−1, 1]``."""
+    return hp.backbone.decode(backbone, tuple(z))
 
 
 def to_z(hp: DiffusionHparams, backbone: Params, u: Latents) -> Latents:
     """``z̃ = T(ũ)``."""
-    return dif.u_to_z(conditional_fn(hp, backbone), u)
+    return hp.backbone.to_z(backbone, tuple(u))
 
 
 def to_u(hp: DiffusionHparams, backbone: Params, z: Latents) -> Latents:
     """``ũ = T⁻¹(z̃)``."""
-    return dif.z_to_u(conditional_fn(hp, backbone), z)
+    return hp.backbone.to_u(backbone, tuple(z))
 
 
 def _normal_layers(hp: DiffusionHparams, keys: jax.Array, stream: int) -> Latents:
@@ -175,35 +227,17 @@ def _normal_layers(hp: DiffusionHparams, keys: jax.Array, stream: int) -> Latent
 
 
 def posterior_sample(hp: DiffusionHparams, backbone: Params, x: jax.Array, noise: Latents) -> Latents:
-    """``z̃ = μ_φ(x) + σ_φ(x) ε``."""
-    return tuple(m + jnp.exp(0.5 * lv) * e for (m, lv), e in zip(encode(hp, backbone, x), noise))
+    """``z̃ ~ q(z̃|x)`` from standard-normal ``noise`` (the backbone's reparameterised draw)."""
+    return hp.backbone.posterior_sample(backbone, x, noise)
 
 
-def elbo_terms(hp: DiffusionHparams, backbone: Params, x: jax.Array, noise: Latents) -> dict[str, Any]:
-    """Stage 1's negative ELBO (module docstring) at ``z̃ = μ_φ(x) + σ_φ(x)·noise``, as batch means.
-
-    ``loss = recon + Σ_i kl_i`` with ``recon = ‖x − g(z̃)‖²/(2σ²)``; ``kl_L`` is ``KL(q ‖ N(0, I))`` and
-    ``kl_i`` (``i < L``) ``KL(q(z_i|x) ‖ N(μ_i(z_{i+1}), σ_i²(z_{i+1})))`` at the sampled ``z_{i+1}``.
-    """
-    stats = encode(hp, backbone, x)
-    z = tuple(m + jnp.exp(0.5 * lv) * e for (m, lv), e in zip(stats, noise))
-    x_hat = decode(hp, backbone, z)
-    recon = losses.gaussian_reconstruction_loss(x, x_hat, hp.sigma)
-    cond = conditional_fn(hp, backbone)
-    kls = []
-    for i, (m, lv) in enumerate(stats):
-        mean_p, std_p = cond(i, z[i + 1 :])
-        mean_p = jnp.broadcast_to(mean_p, m.shape)
-        log_var_p = jnp.broadcast_to(2.0 * jnp.log(std_p), m.shape)
-        kls.append(jnp.mean(losses.gaussian_kl(m, lv, mean_p, log_var_p)))
-    return {"loss": recon + sum(kls), "recon": recon, "kl": tuple(kls), "x_hat": x_hat, "z": z}
+def infer(hp: DiffusionHparams, params: Params, x: jax.Array) -> Latents:
+    """The backbone's inferred latents (the means of ``q_φ(z̃|x)``)."""
+    return hp.backbone.posterior_mean(params["backbone"], x)
 
 
-def log_joint_backbone(hp: DiffusionHparams, backbone: Params, z: Latents, x: jax.Array) -> jax.Array:
-    """``log p_β(x, z̃) = log N(x; g(z̃), σ² I) + log p_β(z̃)`` (exact; ``p_β(z̃)`` by the change of
-    variables of Eq. 16)."""
-    prior = dif.prior_log_prob_z(conditional_fn(hp, backbone), z)
-    return prior + priors.gaussian_log_likelihood(x, decode(hp, backbone, z), hp.sigma)
+def _chain_keys(key: jax.Array, num: int) -> jax.Array:
+    return jax.random.split(key, num)
 
 
 # ----------------------------------------------------------------------------- the EBM prior
@@ -289,6 +323,66 @@ def neg_energy_fn(
     return f
 
 
+def marginal_sample(
+    hp: DiffusionHparams,
+    params: Params,
+    u0: Latents,
+    keys: jax.Array,
+    *,
+    labels=None,
+    num_steps=None,
+    free=None,
+) -> Latents:
+    """``ũ ~ p_ω(ũ)`` of the marginal scheme (Eq. 8): Langevin on ``F(T(ũ)) − ‖ũ‖²/2`` (tempered by ``τ``)
+    from ``u0``; layers with ``free[i] = False`` stay at ``u0[i]``."""
+    bb, ebm, stats = params["backbone"], params["ebm"], params["ebm_stats"]
+    zf = functools.partial(to_z, hp, bb)
+    f = neg_energy_fn(hp, ebm, stats, labels=labels)
+    free = free or (True,) * hp.num_layers
+
+    def log_target(y):
+        it = iter(y)
+        u = tuple(next(it) if fr else v for fr, v in zip(free, u0))
+        return dif.marginal_log_density(f, zf, u) / hp.temperature**2
+
+    y = langevin(
+        log_target,
+        tuple(v for fr, v in zip(free, u0) if fr),
+        keys,
+        step_size=hp.marginal_step_size * hp.temperature,
+        num_steps=hp.langevin_steps if num_steps is None else num_steps,
+        unroll=hp.unroll,
+    )
+    it = iter(y)
+    return tuple(next(it) if fr else v for fr, v in zip(free, u0))
+
+
+def reverse_process_sample(
+    hp: DiffusionHparams,
+    params: Params,
+    u_T: Latents,
+    keys: jax.Array,
+    *,
+    labels=None,
+    num_steps=None,
+    free=None,
+) -> Latents:
+    """Algorithm 2 from ``u_T`` (``num_steps`` overrides ``K`` per diffusion step); layers with
+    ``free[i] = False`` stay at ``u_T[i]``."""
+    settings = hp.reverse_settings()
+    if num_steps is not None:
+        settings = dataclasses.replace(settings, num_steps=num_steps)
+    return dif.reverse_sample(
+        neg_energy_fn(hp, params["ebm"], params["ebm_stats"], labels=labels),
+        functools.partial(to_z, hp, params["backbone"]),
+        hp.schedule(),
+        settings,
+        u_T,
+        keys,
+        free=free,
+    )
+
+
 def sample_u(
     hp: DiffusionHparams,
     params: Params,
@@ -299,122 +393,39 @@ def sample_u(
     u_start: Latents | None = None,
     free: tuple[bool, ...] | None = None,
 ) -> Latents:
-    """Prior samples in ũ-space, one chain per key. Stage 1: ``ũ ~ N(0, τ² I)`` exactly. Stage 2
-    ``diffusion``: Algorithm 2 from ``u_T ~ N(0, τ² I)``; ``marginal``: Langevin on Eq. 8 from the same start.
-    ``num_steps`` overrides ``K`` (per diffusion step); ``u_start``/``free``: layers with ``free[i] = False``
-    stay at ``u_start[i]`` (hierarchical and compositional sampling)."""
-    eps = _normal_layers(hp, keys, _INIT)
-    u0 = tuple(hp.temperature * e for e in eps)
+    """Prior samples in ũ-space, one chain per key, by the scheme's sampler from ``N(0, τ² I)``;
+    ``u_start``/``free``: layers with ``free[i] = False`` stay at ``u_start[i]`` (hierarchical and
+    compositional sampling)."""
+    u0 = tuple(hp.temperature * e for e in _normal_layers(hp, keys, _INIT))
     if u_start is not None:
         free = free or (True,) * hp.num_layers
         u0 = tuple(n if f else s for f, n, s in zip(free, u0, u_start))
-    if hp.stage == 1:
-        return u0
-    bb, ebm, stats = params["backbone"], params["ebm"], params["ebm_stats"]
-    zf = functools.partial(to_z, hp, bb)
-    chain_keys = fold_keys(keys, _CHAIN)
-    if hp.scheme == "marginal":
-        f = neg_energy_fn(hp, ebm, stats, labels=labels)
-        free = free or (True,) * hp.num_layers
-
-        def log_target(y):
-            it = iter(y)
-            u = tuple(next(it) if fr else v for fr, v in zip(free, u0))
-            return dif.marginal_log_density(f, zf, u) / hp.temperature**2
-
-        y = langevin(
-            log_target,
-            tuple(v for fr, v in zip(free, u0) if fr),
-            chain_keys,
-            step_size=hp.marginal_step_size * hp.temperature,
-            num_steps=hp.langevin_steps if num_steps is None else num_steps,
-            unroll=hp.unroll,
-        )
-        it = iter(y)
-        return tuple(next(it) if fr else v for fr, v in zip(free, u0))
-    settings = hp.reverse_settings()
-    if num_steps is not None:
-        settings = dataclasses.replace(settings, num_steps=num_steps)
-    return dif.reverse_sample(
-        neg_energy_fn(hp, ebm, stats, labels=labels),
-        zf,
-        hp.schedule(),
-        settings,
-        u0,
-        chain_keys,
-        free=free,
-    )
+    sampler = marginal_sample if hp.scheme == "marginal" else reverse_process_sample
+    return sampler(hp, params, u0, fold_keys(keys, _CHAIN), labels=labels, num_steps=num_steps, free=free)
 
 
 # ----------------------------------------------------------------------------- learning
 
 
-def _optimizer(hp: DiffusionHparams, tx: dict) -> optax.GradientTransformation:
-    return tx["backbone"] if hp.stage == 1 else tx["ebm"]
-
-
 def init(
-    hp: DiffusionHparams,
-    tx: dict[str, optax.GradientTransformation],
-    key: jax.Array,
-    backbone: Params | None = None,
+    hp: DiffusionHparams, tx: optax.GradientTransformation, key: jax.Array, backbone: Params
 ) -> TrainState:
-    """Stage 1: fresh backbone. Stage 2: fresh EBMs, the given (trained, frozen) ``backbone``."""
-    k_bb, k_ebm, k_run = jax.random.split(key, 3)
-    if hp.stage == 1:
-        x = jnp.zeros((1, *hp.image_shape), jnp.float32)
-        params = {"backbone": hp.backbone_net().init(k_bb, x)["params"]}
-        return new_train_state(params, {"backbone": tx["backbone"].init(params["backbone"])}, k_run)
-    if backbone is None:
-        raise ValueError("stage 2 needs the trained stage-1 backbone parameters")
+    """Fresh EBMs; the given (trained, frozen) ``backbone`` parameters in ``model_state``."""
+    _, k_ebm, k_run = jax.random.split(key, 3)
     z = tuple(jnp.zeros((1, d), jnp.float32) for d in hp.latent_dims)
     ebm_vars = hp.energy_net().init(k_ebm, z, jnp.zeros((1,), jnp.int32))
     params = {"ebm": dict(ebm_vars["params"])}
     model_state = {"backbone": backbone, "ebm": dict(ebm_vars.get("batch_stats", {}))}
-    return new_train_state(params, {"ebm": tx["ebm"].init(params["ebm"])}, k_run, model_state)
+    return new_train_state(params, {"ebm": tx.init(params["ebm"])}, k_run, model_state)
 
 
 def inference_params(state: TrainState) -> Params:
-    """What the sampling and evaluation functions take: ``backbone`` (+ ``ebm`` and its ``ebm_stats``)."""
-    if "backbone" in state.params:
-        return {"backbone": state.params["backbone"]}
+    """What the sampling and evaluation functions take: ``backbone``, ``ebm`` and its ``ebm_stats``."""
     return {
         "backbone": state.model_state["backbone"],
         "ebm": state.params["ebm"],
         "ebm_stats": state.model_state.get("ebm", {}),
     }
-
-
-def train_step_backbone(
-    hp: DiffusionHparams, tx: dict, state: TrainState, batch: dict, axis_name: str | None = None
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Stage 1: one Adam step on the negative ELBO of the hierarchical VAE."""
-    x = batch["image"]
-    keys = example_keys(state.step_key(), x.shape[0], axis_name)
-    noise = _normal_layers(hp, keys, _POST)
-
-    def loss_fn(p):
-        terms = elbo_terms(hp, p, x, noise)
-        return terms["loss"], terms
-
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params["backbone"])
-    grads = cross_replica_mean(grads, axis_name)
-    new_bb, new_opt = apply_updates(
-        tx["backbone"], grads, state.opt_state["backbone"], state.params["backbone"]
-    )
-    d = math.prod(hp.image_shape)
-    nll = terms["recon"] + 0.5 * d * math.log(2.0 * math.pi * hp.sigma**2)
-    metrics = {
-        "loss": loss,
-        "elbo": -(nll + sum(terms["kl"])),
-        "mse": jnp.mean(jnp.square(x - terms["x_hat"])),
-        **{f"kl_{i + 1}": k for i, k in enumerate(terms["kl"])},
-        "grad_norm": optax.tree.norm(grads),
-    }
-    new_state = state.replace(
-        step=state.step + 1, params={"backbone": new_bb}, opt_state={"backbone": new_opt}
-    )
-    return new_state, cross_replica_mean(metrics, axis_name)
 
 
 def negative_samples(
@@ -436,12 +447,16 @@ def negative_samples(
     )
 
 
-def train_step_ebm(
-    hp: DiffusionHparams, tx: dict, state: TrainState, batch: dict, axis_name: str | None = None
+def train_step(
+    hp: DiffusionHparams,
+    tx: optax.GradientTransformation,
+    state: TrainState,
+    batch: dict,
+    axis_name: str | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """Stage 2: one iteration of Algorithm 1 (module docstring) on this device's share of the batch."""
+    """One iteration of Algorithm 1 (module docstring) on this device's share of the batch."""
     x = batch["image"]
-    chex.assert_shape(x, (None, *hp.image_shape))
+    chex.assert_rank(x, 4)
     b = x.shape[0]
     keys = example_keys(state.step_key(), b, axis_name)
     params = inference_params(state)
@@ -484,7 +499,7 @@ def train_step_ebm(
     (loss, (aux, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params["ebm"])
     per_layer, g_pos, g_neg, ce = aux
     grads = cross_replica_mean(grads, axis_name)
-    new_ebm, new_opt = apply_updates(tx["ebm"], grads, state.opt_state["ebm"], params["ebm"])
+    new_ebm, new_opt = apply_updates(tx, grads, state.opt_state["ebm"], params["ebm"])
     du = jnp.concatenate([(a - c).reshape(b, -1) for a, c in zip(u_neg, u_pos)], axis=-1)
     metrics = {
         "loss": loss,
@@ -505,17 +520,7 @@ def train_step_ebm(
     return new_state, cross_replica_mean(metrics, axis_name)
 
 
-def train_step(hp: DiffusionHparams, tx: dict, state: TrainState, batch: dict, axis_name: str | None = None):
-    """Stage 1 or stage 2 train step (by ``hp.stage``)."""
-    step = train_step_backbone if hp.stage == 1 else train_step_ebm
-    return step(hp, tx, state, batch, axis_name)
-
-
 # ----------------------------------------------------------------------------- using a trained model
-
-
-def _chain_keys(key: jax.Array, num: int) -> jax.Array:
-    return jax.random.split(key, num)
 
 
 def generate(
@@ -531,26 +536,13 @@ def generate(
 
 
 def reconstruct(hp: DiffusionHparams, params: Params, x: jax.Array) -> jax.Array:
-    """``g(μ_φ(x))``."""
-    bb = params["backbone"]
-    return decode(hp, bb, tuple(m for m, _ in encode(hp, bb, x)))
-
-
-def infer(hp: DiffusionHparams, params: Params, x: jax.Array) -> Latents:
-    """The means of ``q_φ(z̃|x)``."""
-    return tuple(m for m, _ in encode(hp, params["backbone"], x))
-
-
-def log_joint_at_inferred(hp: DiffusionHparams, params: Params, x: jax.Array, key: jax.Array) -> jax.Array:
-    """Backbone ``log p_β(x, z̃)`` at ``z̃ ~ q_φ(z̃|x)`` (the stage-1 anomaly score)."""
-    bb = params["backbone"]
-    z = posterior_sample(hp, bb, x, _normal_layers(hp, _chain_keys(key, x.shape[0]), _POST))
-    return log_joint_backbone(hp, bb, z, x)
+    """``g(z̃)`` at the backbone's inferred latents."""
+    return decode(hp, params["backbone"], infer(hp, params, x))
 
 
 def resample_layer(hp: DiffusionHparams, params: Params, z: Latents, layer: int, key: jax.Array) -> Latents:
-    """Hierarchical sampling: ``u_layer`` drawn anew (Gaussian in stage 1, by the prior sampler with the
-    other layers' ``ũ`` held fixed in stage 2); lower layers follow through ``T``."""
+    """Hierarchical sampling: ``u_layer`` drawn anew by the prior sampler with the other layers' ``ũ``
+    held fixed; lower layers follow through ``T``."""
     bb = params["backbone"]
     u = to_u(hp, bb, z)
     free = tuple(i == layer for i in range(hp.num_layers))
@@ -560,53 +552,53 @@ def resample_layer(hp: DiffusionHparams, params: Params, z: Latents, layer: int,
 
 def long_run_chain(
     hp: DiffusionHparams, params: Params, key: jax.Array, num: int, num_steps: int, record_every: int
-) -> dict[str, jax.Array]:
+) -> dict[str, Any]:
     """Long-run Langevin transitions (Sec. 5.4, Figs. 6–7): Algorithm 2 with ``num_steps`` steps *per
     diffusion step* (diffusion) or one chain of ``num_steps`` (marginal), decoded every ``record_every``.
 
-    ``energy`` is ``−log p_ω(u_t | u_{t+1})`` (or ``−log p_ω(ũ)``) at every step, averaged over chains.
+    Each diffusion step's chain is :func:`~latentebm_jax.methods.common.long_run_prior_chain` on
+    ``log p_ω(u_t | u_{t+1})`` from the previous step's end; ``frames`` are the recorded states of all of
+    them in order, ``energy`` their energies ``−log p_ω(u_t | u_{t+1})`` (or ``−log p_ω(ũ)``) averaged over
+    chains, each step's chain from its start to its end.
     """
-    if num_steps % record_every:
-        raise ValueError(f"num_steps={num_steps} must be a multiple of record_every={record_every}")
     bb, ebm, stats = params["backbone"], params["ebm"], params["ebm_stats"]
     keys = _chain_keys(key, num)
     u = tuple(hp.temperature * e for e in _normal_layers(hp, keys, _INIT))
     zf = functools.partial(to_z, hp, bb)
     f = neg_energy_fn(hp, ebm, stats)
+    noise = fold_keys(keys, _CHAIN)
+
+    def decode_u(uu):
+        return {"image": decode(hp, bb, zf(uu))}
+
+    common = dict(num_steps=num_steps, record_every=record_every, unroll=hp.unroll)
+    if hp.scheme == "marginal":
+        log_p = functools.partial(dif.marginal_log_density, f, zf)
+        chain = long_run_prior_chain(log_p, decode_u, u, noise, step_size=hp.marginal_step_size, **common)
+        del chain["final"]
+        return chain
     sched, settings = hp.schedule(), hp.reverse_settings()
-    frames, energies = [u], []
-    stages = range(hp.num_diffusion_steps - 1, -1, -1) if hp.scheme == "diffusion" else [None]
-    for t_val in stages:
-        if t_val is None:
-            log_p = functools.partial(dif.marginal_log_density, f, zf)
-            step = hp.marginal_step_size
-        else:
-            tt = jnp.full((num,), t_val, jnp.int32)
-            cond = u
+    frames, energies = [], []
+    for t in range(hp.num_diffusion_steps - 1, -1, -1):
+        tt, cond = jnp.full((num,), t, jnp.int32), u
 
-            def log_p(y, cond=cond, tt=tt):
-                return dif.conditional_log_density(
-                    f, zf, sched, y, cond, tt, keep_last_kernel=settings.keep_last_kernel
-                )
-
-            step = settings.step[t_val]
-        for seg in range(num_steps // record_every):
-            u, tr = langevin(
-                log_p,
-                u,
-                fold_keys(fold_keys(keys, _CHAIN), 1000 * (t_val or 0) + seg),
-                step_size=step,
-                num_steps=record_every,
-                trace=True,
-                unroll=hp.unroll,
+        def log_p(y, cond=cond, tt=tt):
+            return dif.conditional_log_density(
+                f, zf, sched, y, cond, tt, keep_last_kernel=settings.keep_last_kernel
             )
-            frames.append(u)
-            energies.append(-tr.log_prob)
-    zs = jax.tree.map(lambda *a: jnp.stack(a), *frames)
-    images = jax.vmap(lambda uu: decode(hp, bb, zf(uu)))(zs)
+
+        chain = long_run_prior_chain(
+            log_p, decode_u, u, fold_keys(noise, t), step_size=settings.step[t], **common
+        )
+        u = chain["final"]
+        first = 0 if not frames else 1  # a step's chain starts where the previous one ended
+        frames.append(jax.tree.map(lambda a, first=first: a[first:], chain["frames"]))
+        energies.append(chain["energy"])
+    frames = jax.tree.map(lambda *a: jnp.concatenate(a), *frames)
+    n_frames = jax.tree.leaves(frames)[0].shape[0]
     return {
-        "images": images,
-        "steps": jnp.arange(images.shape[0]) * record_every,
+        "frames": frames,
+        "steps": jnp.arange(n_frames) * record_every,
         "energy": jnp.concatenate(energies),
     }
 
@@ -614,7 +606,7 @@ def long_run_chain(
 # ----------------------------------------------------------------------------- OOD and labels
 
 
-def layer_scores_inference(hp: DiffusionHparams, params: Params, x: jax.Array) -> jax.Array:
+def layer_scores(hp: DiffusionHparams, params: Params, x: jax.Array) -> jax.Array:
     """Per-layer negative energies ``g_i(z_i, 0)`` at the inferred means (the inference scheme of
     Sec. 5.2), ``(B, L)``; a higher value means more in-distribution."""
     z = infer(hp, params, x)
@@ -730,163 +722,154 @@ def layer_logits(hp: DiffusionHparams, params: Params, z: Latents) -> jax.Array:
     return energy_scale(hp, t)[:, None, None] * jnp.stack([outs[i] for i in hp.label_layers], axis=1)
 
 
-@dataclasses.dataclass(frozen=True)
-class DiffusionTools:
-    """Stage-2 functions behind the OOD-by-layer and controllable-synthesis evaluations (jitted)."""
-
-    hparams: DiffusionHparams
-    scores_inference: Any
-    scores_diffusion: Any
-    generate_labelled: Any
-    compose: Any
-    class_logits: Any
-    compose_attributes: Any
-    layer_logits: Any
-
-
 # ----------------------------------------------------------------------------- config binding
+
+_GROUP = {**settings_of(DiffusionSettings), **settings_of(DiffusionOptimizer)}
 
 
 def hparams_from_config(config) -> DiffusionHparams:
-    """Read the diffusion-prior settings of a validated config."""
-    d, m, df = config.data, config.model, config.diffusion
-    return DiffusionHparams(
-        stage=df.stage,
-        image_shape=(d.image_size, d.image_size, d.channels),
-        latent_dims=tuple(int(v) for v in m.latent_dims),
-        widths=tuple(int(v) for v in m.hier_widths),
-        prior_hidden=df.prior_hidden,
-        sigma=m.likelihood_sigma,
-        conv_impl=m.conv_impl,
-        scheme=df.scheme,
-        num_diffusion_steps=df.num_diffusion_steps,
-        langevin_steps=config.sampler.prior_steps,
-        base_step=df.base_step,
-        energy_scale=df.energy_scale,
-        keep_last_kernel=df.keep_last_kernel,
-        marginal_step_size=config.sampler.prior_step_size,
-        ebm_hidden=m.ebm_hidden,
-        ebm_blocks=m.ebm_layers,
-        ebm_spectral_norm=m.ebm_spectral_norm,
-        label_layers=tuple(int(i) - 1 for i in df.label_layers),
-        num_classes=df.num_classes,
-        label_weight=df.label_weight,
-        label_steps=df.label_steps,
-        label_guidance=df.label_guidance,
-        temperature=df.temperature,
-        unroll=config.sampler.prior_unroll,
+    """Read the diffusion-prior settings of a validated config (groups ``diffusion`` and ``backbone``)."""
+    d = config.data
+    values = values_of(config.diffusion, DiffusionSettings)
+    values["label_layers"] = tuple(int(i) - 1 for i in values["label_layers"])
+    backbone = BACKBONES[values["backbone_kind"]].build(
+        config.backbone, (d.image_size, d.image_size, d.channels)
     )
+    return DiffusionHparams(backbone=backbone, **values)
 
 
-def optimizers_from_config(config, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
-    """Stage 1: Adam on the backbone (``diffusion.backbone_*``). Stage 2: the EBMs' Adam (``train.*_ebm``,
-    betas, per-epoch decay) — the authors' one Adam per layer's EBM is the same as one Adam over all."""
-    t, df = config.train, config.diffusion
-    return {
-        "backbone": torch_adam(
-            df.backbone_lr,
-            b1=df.backbone_beta1,
-            b2=df.backbone_beta2,
-            weight_decay=df.backbone_weight_decay,
-            grad_clip_norm=t.grad_clip_norm,
-        ),
-        "ebm": ebm_and_model_adams(t, steps_per_epoch)[0],
-    }
+def _configure(config) -> None:
+    """The authors' CIFAR-10 stage-2 settings on the CIFAR-10 HVAE backbone (``methods/hvae.py``)."""
+    config.diffusion = group_of(_GROUP)
+    config.diffusion.update(beta1=0.99, beta2=0.999, lr_decay=0.9, lr_decay_at="epoch_end")
+    config.backbone = group_of(BACKBONES[config.diffusion.backbone_kind].settings)
+    config.data.name = "cifar10"
+    config.train.batch_size = 50
+    config.train.num_epochs = 200
+    config.eval.metrics = ("reconstruction", "probe", "samples", "chains")
+    config.eval.interval_metrics = ("interval_samples", "interval_reconstructions")
 
 
-class BackboneError(RuntimeError):
-    """Stage 2 cannot find or read its stage-1 backbone."""
+def _reference(reference, config) -> None:
+    """The ``backbone`` group follows the kind the config names."""
+    kind = config.get("diffusion", {}).get("backbone_kind")
+    if kind in BACKBONES:
+        reference.backbone = group_of(BACKBONES[kind].settings)
 
 
-def load_backbone(config, hp: DiffusionHparams, tx: dict) -> Params:
-    """The trained backbone parameters from the newest checkpoint of ``diffusion.backbone_dir``."""
-    from latentebm_jax.training.checkpoint import Checkpointer, CheckpointError
-
-    where = config.diffusion.backbone_dir
-    how = (
-        "train stage 1 first, e.g. python -m experiments.main --config=configs/digits.py:diffusion "
-        "--config.diffusion.stage=1 --workdir=runs/digits_backbone, then pass "
-        "--config.diffusion.backbone_dir=runs/digits_backbone"
-    )
-    if not where:
-        raise BackboneError(f"stage 2 needs config key 'diffusion.backbone_dir' (a stage-1 run): {how}")
-    if not os.path.isdir(os.path.join(where, "checkpoints")):
-        raise BackboneError(f"no stage-1 checkpoint in {os.path.abspath(where)}: {how}")
-    ckpt = Checkpointer(where)
-    if ckpt.latest_step() is None:
-        ckpt.close()
-        raise BackboneError(f"no stage-1 checkpoint in {os.path.abspath(where)}: {how}")
-    stage1 = dataclasses.replace(hp, stage=1)
-    target = init(stage1, tx, jax.random.key(0))
-    try:
-        state = ckpt.restore(target)
-    except CheckpointError as err:
-        raise BackboneError(
-            f"{err}\nThe stage-2 config must describe the same backbone (model.latent_dims, "
-            f"model.hier_widths, data.image_size/channels, diffusion.prior_hidden) and the same "
-            f"diffusion.backbone_* optimiser settings as the stage-1 run; compare with "
-            f"{os.path.join(where, 'config.json')}"
-        ) from err
-    finally:
-        ckpt.close()
-    cfg_path = os.path.join(where, "config.json")
-    if os.path.exists(cfg_path):
-        with open(cfg_path) as f:
-            stage1_method = json.load(f).get("method")
-        if stage1_method != "diffusion":
-            raise BackboneError(f"{where} is a {stage1_method!r} run, not a diffusion stage-1 run")
-    return state.params["backbone"]
+def _validate(config) -> None:
+    if is_text(config.data.name):
+        raise ConfigError(
+            f"config key 'data.name' is the text corpus {config.data.name!r}; "
+            "method 'diffusion' models images"
+        )
+    df = config.diffusion
+    check_group(df, _GROUP, "diffusion")
+    check_group(config.backbone, settings_of(BACKBONES[df.backbone_kind].settings), "backbone")
+    n = len(config.backbone.latent_dims)
+    bad = [i for i in df.label_layers if i > n]
+    if bad:
+        raise ConfigError(
+            f"config key 'diffusion.label_layers' = {tuple(df.label_layers)} names layers beyond the "
+            f"{n} latent layers (1 = bottom, {n} = top)"
+        )
+    attrs = tuple(config.data.attributes)
+    if attrs and len(attrs) != len(df.label_layers):
+        raise ConfigError(
+            f"config key 'data.attributes' = {attrs} needs one layer each in 'diffusion.label_layers' "
+            f"(in the same order), got {tuple(df.label_layers)}"
+        )
+    if attrs and df.num_classes != 2:
+        raise ConfigError("config key 'diffusion.num_classes' must be 2 with binary 'data.attributes'")
+    if df.label_layers and not attrs and config.data.name == "celeb_a":
+        raise ConfigError(
+            "config key 'diffusion.label_layers' needs labels, and celeb_a has no classes: name binary "
+            "attributes in 'data.attributes', e.g. ('Male', 'Smiling', 'Blond_Hair') with label_layers "
+            "(3, 2, 1)"
+        )
 
 
-def make(config, steps_per_epoch: int) -> Method:
-    """Bind a config: the :class:`Method` the runner uses (sampling functions jitted)."""
+def make(config, splits, steps_per_epoch: int) -> Method:
+    """Bind a config: the :class:`Method` the runner uses (predict functions jitted). A fresh run's ``init``
+    reads the trained backbone from ``diffusion.backbone_dir``; restoring a checkpoint reads nothing else."""
+    del splits
     hp = hparams_from_config(config)
-    tx = optimizers_from_config(config, steps_per_epoch)
-    backbone = load_backbone(config, hp, tx) if hp.stage == 2 else None
+    opt = DiffusionOptimizer(**values_of(config.diffusion, DiffusionOptimizer))
+    tx = opt.adam(opt.lr, opt.weight_decay, steps_per_epoch)
+    kind, d = BACKBONES[hp.backbone_kind], config.data
+    image_shape = (d.image_size, d.image_size, d.channels)
+
+    def fresh(key):
+        backbone = kind.load(config.diffusion.backbone_dir, config.backbone, image_shape)
+        return init(hp, tx, key, jax.device_put(backbone))
+
+    def shapes(key):
+        return jax.eval_shape(lambda k: init(hp, tx, k, hp.backbone.init(k)), key)
 
     def _sample_prior(params, key, num, num_steps):
         u = sample_u(hp, params, _chain_keys(key, num), num_steps=num_steps)
         return to_z(hp, params["backbone"], u)
 
-    tools = LatentTools(
-        latent_dims=hp.latent_dims,
-        sample_prior=jax.jit(_sample_prior, static_argnums=(2, 3)),
-        decode=jax.jit(lambda params, z: decode(hp, params["backbone"], z)),
-        infer=jax.jit(lambda params, x, key: infer(hp, params, x)),
-        resample_layer=jax.jit(functools.partial(resample_layer, hp), static_argnums=2),
-    )
-    extras = None
-    if hp.stage == 2:
-        extras = DiffusionTools(
-            hparams=hp,
-            scores_inference=jax.jit(functools.partial(layer_scores_inference, hp)),
-            scores_diffusion=(
-                jax.jit(functools.partial(layer_scores_diffusion, hp)) if hp.scheme == "diffusion" else None
-            ),
+    label_layers, num_layers = hp.label_layers, hp.num_layers
+    predict = {
+        "generate": jax.jit(
+            lambda params, key, num: {"image": generate(hp, params, key, num)}, static_argnums=2
+        ),
+        "reconstruct": jax.jit(lambda params, batch, key: {"image": reconstruct(hp, params, batch["image"])}),
+        "infer": jax.jit(lambda params, batch, key: infer(hp, params, batch["image"])),
+        "decode": jax.jit(lambda params, z: {"image": decode(hp, params["backbone"], z)}),
+        "sample_prior": jax.jit(_sample_prior, static_argnums=(2, 3)),
+        "resample_layer": jax.jit(functools.partial(resample_layer, hp), static_argnums=2),
+        "long_run_chain": jax.jit(functools.partial(long_run_chain, hp), static_argnums=(2, 3, 4)),
+        "layer_scores": jax.jit(lambda params, batch, key: layer_scores(hp, params, batch["image"])),
+    }
+    if hp.scheme == "diffusion":
+        predict["layer_scores_diffusion"] = jax.jit(
+            lambda params, batch, key: layer_scores_diffusion(hp, params, batch["image"], key)
+        )
+    if label_layers:
+        fixed = tuple(range(max(min(label_layers), 1), num_layers))  # at least the bottom layer resampled
+        variations = config.eval.compose_variations
+        names = tuple(config.data.attributes)
+        order = sorted(range(len(names)), key=lambda j: -label_layers[j])  # top coupled layer first
+        stages = tuple((j,) for j in order)
+        predict.update(
             generate_labelled=jax.jit(
-                lambda params, key, labels: generate(hp, params, key, labels.shape[0], labels)
+                lambda params, batch, key: {
+                    "image": generate(hp, params, key, batch["label"].shape[0], batch["label"])
+                }
             ),
-            compose=jax.jit(functools.partial(compose, hp), static_argnums=(3, 4)),
-            class_logits=jax.jit(functools.partial(class_logits, hp)) if hp.label_layers else None,
-            compose_attributes=jax.jit(functools.partial(compose_attributes, hp), static_argnums=(3,)),
-            layer_logits=jax.jit(functools.partial(layer_logits, hp)) if hp.label_layers else None,
+            class_logits=jax.jit(
+                lambda params, batch, key: class_logits(hp, params, infer(hp, params, batch["image"]))
+            ),
+            attribute_logits=jax.jit(
+                lambda params, batch, key: layer_logits(hp, params, infer(hp, params, batch["image"]))
+            ),
+            compose=jax.jit(
+                lambda params, batch, key: compose(hp, params, key, batch["label"], variations, fixed)
+            ),
+            compose_attributes=jax.jit(
+                lambda params, batch, key: compose_attributes(hp, params, key, batch["label"], stages)
+            ),
         )
     return Method(
         name="diffusion",
-        init=functools.partial(init, hp, tx, backbone=backbone),
+        init=fresh,
+        state_shapes=shapes,
         train_step=functools.partial(train_step, hp, tx),
-        generate=jax.jit(functools.partial(generate, hp), static_argnums=2),
-        reconstruct=jax.jit(lambda params, x, key: reconstruct(hp, params, x)),
-        log_joint=jax.jit(functools.partial(log_joint_at_inferred, hp)) if hp.stage == 1 else None,
-        long_run_chain=(
-            jax.jit(functools.partial(long_run_chain, hp), static_argnums=(2, 3, 4))
-            if hp.stage == 2
-            else None
-        ),
-        infer_latents=tools.infer,
-        hparams=hp,
+        predict=predict,
         inference_params=inference_params,
-        latent_tools=tools,
-        num_epochs=config.diffusion.backbone_epochs if hp.stage == 1 else None,
-        extras=extras,
+        latents=LatentSpace(dims=hp.latent_dims, prior_steps=hp.langevin_steps),
     )
+
+
+SPEC = MethodSpec(
+    name="diffusion",
+    doc="diffusion hierarchical EBM prior (Cui & Han, ICML 2024) in the ũ-space of a frozen backbone",
+    configure=_configure,
+    validate=_validate,
+    make=make,
+    batch_fields=("image",),
+    evaluators=EVALUATORS,
+    adapt_reference=_reference,
+)

@@ -12,9 +12,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import optax
+
+from latentebm_jax.config_schema import non_negative, setting, unit_interval
 
 
 def per_epoch_exponential_decay(
@@ -62,20 +65,37 @@ def torch_adam(
     return optax.chain(*parts)
 
 
-def ebm_and_model_adams(train_config, steps_per_epoch: int) -> tuple[optax.GradientTransformation, ...]:
-    """The two optimisers every latent-EBM method here uses, from a config's ``train`` group: the EBM's
-    (``lr_ebm``, ``weight_decay_ebm``) and the generator's (``lr_gen``, ``weight_decay_gen``; in the joint
-    model one Adam over generator and inference network), sharing betas, decay schedule and clipping."""
-    t = train_config
-    common = dict(
-        b1=t.beta1,
-        b2=t.beta2,
-        lr_decay=t.lr_decay,
-        steps_per_epoch=steps_per_epoch,
-        decay_at=t.lr_decay_at,
-        grad_clip_norm=t.grad_clip_norm,
+@dataclasses.dataclass(frozen=True)
+class AdamSchedule:
+    """The Adam settings a method's networks share (config keys of the method's group): betas, the
+    per-epoch decay and when it applies, and clipping. Methods add their learning rates and weight decays."""
+
+    beta1: float = setting(0.5, "Adam beta1", check=unit_interval, what="in [0, 1)")
+    beta2: float = setting(0.999, "Adam beta2", check=unit_interval, what="in [0, 1)")
+    lr_decay: float = setting(
+        0.998, "per-epoch learning-rate decay gamma", check=lambda x: 0 < x <= 1, what="in (0, 1]"
     )
-    return (
-        torch_adam(t.lr_ebm, weight_decay=t.weight_decay_ebm, **common),
-        torch_adam(t.lr_gen, weight_decay=t.weight_decay_gen, **common),
+    lr_decay_at: str = setting(
+        "epoch_end",
+        "LEBM decays at epoch end, the later papers at epoch start",
+        choices=("epoch_end", "epoch_start"),
     )
+    grad_clip_norm: float = setting(
+        0.0,
+        "clip gradients by global norm (0 = off, the authors' default)",
+        check=non_negative,
+        what="non-negative (0 = off)",
+    )
+
+    def adam(self, lr: float, weight_decay: float, steps_per_epoch: int) -> optax.GradientTransformation:
+        """One network's :func:`torch_adam` with these settings."""
+        return torch_adam(
+            lr,
+            b1=self.beta1,
+            b2=self.beta2,
+            weight_decay=weight_decay,
+            lr_decay=self.lr_decay,
+            steps_per_epoch=steps_per_epoch,
+            decay_at=self.lr_decay_at,
+            grad_clip_norm=self.grad_clip_norm,
+        )
