@@ -27,39 +27,34 @@ from latentebm_jax.config_schema import (
     check_keys,
     group_of,
     non_negative,
-    positive,
+    non_negative_int,
+    positive_int,
 )
 from latentebm_jax.data.settings import IMAGE_DATASETS, data_group, validate_data
 from latentebm_jax.data.text import TEXT_CORPORA
 
 TRAIN = {
-    "batch_size": Setting(
-        100, "global batch (divided over the devices)", check=positive, what="a positive integer"
-    ),
-    "num_epochs": Setting(201, "training length in epochs", check=positive, what="a positive integer"),
+    "batch_size": Setting(100, "global batch (divided over the devices)", check=positive_int),
+    "num_epochs": Setting(201, "training length in epochs", check=positive_int),
     "num_steps": Setting(
         -1,
         "training length in steps (-1 = num_epochs)",
         check=lambda x: x == -1 or x > 0,
         what="-1 (use num_epochs) or a positive integer",
     ),
-    "log_every": Setting(
-        50, "steps between metrics.jsonl records", check=positive, what="a positive integer"
-    ),
+    "log_every": Setting(50, "steps between metrics.jsonl records", check=positive_int),
     "eval_every": Setting(
         5000,
         "steps between eval.interval_metrics (0 = only at the end)",
         check=non_negative,
         what="a non-negative integer (0 = only at the end)",
     ),
-    "ckpt_every": Setting(1000, "steps between checkpoints", check=positive, what="a positive integer"),
-    "keep_checkpoints": Setting(3, "newest checkpoints kept", check=positive, what="a positive integer"),
-    "prefetch": Setting(2, "batches prepared ahead", check=non_negative, what="a non-negative integer"),
+    "ckpt_every": Setting(1000, "steps between checkpoints", check=positive_int),
+    "keep_checkpoints": Setting(3, "newest checkpoints kept", check=positive_int),
+    "prefetch": Setting(2, "batches prepared ahead", check=non_negative_int),
 }
 EVAL = {
-    "batch_size": Setting(
-        100, "batch of every evaluator's compiled functions", check=positive, what="a positive integer"
-    ),
+    "batch_size": Setting(100, "batch of every evaluator's compiled functions", check=positive_int),
     "metrics": Setting((), "evaluators run at the end of training and by --mode=eval (in order)"),
     "interval_metrics": Setting((), "evaluators run every train.eval_every steps"),
     "cache_dir": Setting("", 'metric caches; "" = next to the data (tfds) or ~/.cache/latentebm_jax'),

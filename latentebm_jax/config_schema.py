@@ -48,7 +48,7 @@ class Setting:
         if self.choices is not None and value not in self.choices:
             return f"allowed values: {list(self.choices)}"
         if self.check is not None and not self.check(value):
-            return f"it must be {self.what}"
+            return f"it must be {self.what or getattr(self.check, 'what', 'valid')}"
         return None
 
 
@@ -189,16 +189,23 @@ def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.Conf
             raise ConfigError(f"config key '{path}' is missing ({owner} reads it)")
 
 
-def positive(x: Any) -> bool:
-    """``x > 0`` (a :class:`Setting` check)."""
-    return x > 0
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A value test with the words an error message uses for it (``what``)."""
+
+    test: Callable[[Any], bool]
+    what: str
+
+    def __call__(self, value: Any) -> bool:
+        return bool(self.test(value))
 
 
-def non_negative(x: Any) -> bool:
-    """``x >= 0`` (a :class:`Setting` check)."""
-    return x >= 0
-
-
-def unit_interval(x: Any) -> bool:
-    """``0 <= x < 1`` (Adam betas, dropout rates)."""
-    return 0 <= x < 1
+positive = Check(lambda x: x > 0, "positive")
+positive_int = Check(lambda x: x > 0, "a positive integer")
+non_negative = Check(lambda x: x >= 0, "non-negative")
+non_negative_int = Check(lambda x: x >= 0, "a non-negative integer")
+unit_interval = Check(lambda x: 0 <= x < 1, "in [0, 1)")  # Adam betas, dropout rates
+positive_ints = Check(lambda x: all(isinstance(v, int) and v > 0 for v in x), "a tuple of positive integers")
+latent_layers = Check(
+    lambda x: len(x) >= 2 and positive_ints(x), "a tuple of at least 2 positive integers (bottom layer first)"
+)

@@ -70,8 +70,8 @@ class AdamSchedule:
     """The Adam settings a method's networks share (config keys of the method's group): betas, the
     per-epoch decay and when it applies, and clipping. Methods add their learning rates and weight decays."""
 
-    beta1: float = setting(0.5, "Adam beta1", check=unit_interval, what="in [0, 1)")
-    beta2: float = setting(0.999, "Adam beta2", check=unit_interval, what="in [0, 1)")
+    beta1: float = setting(0.5, "Adam beta1", check=unit_interval)
+    beta2: float = setting(0.999, "Adam beta2", check=unit_interval)
     lr_decay: float = setting(
         0.998, "per-epoch learning-rate decay gamma", check=lambda x: 0 < x <= 1, what="in (0, 1]"
     )

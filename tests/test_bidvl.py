@@ -515,6 +515,7 @@ def test_batch_norm_statistics_agree_between_1_and_4_devices(tmp_path):
 # ----------------------------------------------------------------------------- a short digits32 run
 
 
+@pytest.mark.slow
 def test_short_digits32_run_detects_uniform_noise(tmp_path):
     """``configs/digits32.py:bidvl`` shrunk to a few seconds of training (widths 8, batch 32, 15 steps): the
     AUROC of ``−E(v)`` for the digits test split against uniform noise (Table 4's "Random") rises from

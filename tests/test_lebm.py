@@ -157,6 +157,7 @@ def test_anomaly_score_is_log_joint_at_posterior_samples(trained):
     assert float(jnp.mean(far)) < float(jnp.mean(score))
 
 
+@pytest.mark.slow
 def test_svhn_networks_train_on_digits32():
     """configs/digits32.py: the authors' SVHN generator and EBM on the embedded digits at 32×32×3."""
     from configs import digits32

@@ -164,6 +164,7 @@ def test_incompatible_checkpoint_names_the_mismatch(finished_run, tiny_config):
         loop.evaluate(other, workdir)
 
 
+@pytest.mark.slow
 def test_mnist_anomaly_protocol_runs_end_to_end_on_mock_tfds_data(tmp_path):
     """configs/mnist.py (tfds loader, 28→32 padding, digit 1 held out, AUPRC) on tfds mock data."""
     import tensorflow_datasets as tfds
@@ -185,6 +186,7 @@ def test_mnist_anomaly_protocol_runs_end_to_end_on_mock_tfds_data(tmp_path):
     assert 0 <= summary["auprc"] <= 1 and np.isfinite(summary["recon_mse"])
 
 
+@pytest.mark.slow
 def test_fid_and_inception_score_end_to_end_with_generated_weights(finished_run, tmp_path):
     """--mode=eval with eval.fid: FID against cached training-set statistics, IS; skipped without weights."""
     from latentebm_jax.metrics.inception import random_inception_npz

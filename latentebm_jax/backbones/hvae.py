@@ -22,13 +22,16 @@ import ml_collections
 
 from latentebm_jax import priors
 from latentebm_jax.backbones.base import BackboneError, BackboneSpec, ConditionalUSpace, Latents, Params
-from latentebm_jax.config_schema import positive, setting, values_of
+from latentebm_jax.config_schema import (
+    latent_layers,
+    positive,
+    positive_int,
+    positive_ints,
+    setting,
+    values_of,
+)
 from latentebm_jax.nets.conv_transpose import CONV_IMPLS
 from latentebm_jax.nets.hvae import HierarchicalVAE
-
-
-def _positive_ints(x) -> bool:
-    return all(isinstance(v, int) and v > 0 for v in x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,21 +42,17 @@ class HVAESettings:
     latent_dims: tuple[int, ...] = setting(
         (20, 20, 20),
         "units per latent layer, bottom z_1 first",
-        check=lambda x: len(x) >= 2 and _positive_ints(x),
-        what="a tuple of at least 2 positive integers",
+        check=latent_layers,
     )
     widths: tuple[int, ...] = setting(
         (64, 128, 256, 512),
         "channels c_1..c_L and the top MLP width of decoder and inference network",
-        check=_positive_ints,
-        what="a tuple of positive integers",
+        check=positive_ints,
     )
     prior_hidden: int = setting(
-        256, "width of the conditional-prior MLPs p(z_i | z_{i+1})", check=positive, what="a positive integer"
+        256, "width of the conditional-prior MLPs p(z_i | z_{i+1})", check=positive_int
     )
-    likelihood_sigma: float = setting(
-        math.sqrt(1.0 / 20.0), "σ of p(x|z̃) = N(g(z̃), σ² I)", check=positive, what="positive"
-    )
+    likelihood_sigma: float = setting(math.sqrt(1.0 / 20.0), "σ of p(x|z̃) = N(g(z̃), σ² I)", check=positive)
     conv_impl: str = setting(
         "fast", "how transposed convolutions are computed (same function)", choices=CONV_IMPLS
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from latentebm_jax.config_schema import ConfigError, Setting, check_group, group_of, positive
+from latentebm_jax.config_schema import ConfigError, Setting, check_group, group_of, positive_int
 from latentebm_jax.data.preprocess import CROPS
 from latentebm_jax.data.text import SPLITS as TEXT_SPLITS
 from latentebm_jax.data.text import TEXT_CORPORA
@@ -57,8 +57,7 @@ TEXT_SETTINGS = {
     "min_count": Setting(
         1,
         "words seen fewer times in the training split map to <unk>",
-        check=positive,
-        what="a positive integer",
+        check=positive_int,
     ),
 }
 

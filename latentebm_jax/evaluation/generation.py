@@ -25,9 +25,7 @@ log = logging.getLogger("latentebm_jax.evaluation")
 _FD_STREAM, _FID_STREAM = 1, 2
 
 DOMAIN_CLASSIFIER = {
-    "fd_classifier_epochs": Setting(
-        30, "epochs of the domain classifier (cached)", check=positive, what="positive"
-    )
+    "fd_classifier_epochs": Setting(30, "epochs of the domain classifier (cached)", check=positive)
 }
 FD_SETTINGS = {
     "fd_num_samples": Setting(1000, "samples scored by fd", check=lambda x: x >= 2, what="an integer >= 2"),
@@ -41,7 +39,7 @@ FID_SETTINGS = {
     ),
     "fid_reference": Setting("train", "split of FID's reference statistics", choices=("train", "test")),
     "fid_reference_max": Setting(-1, "reference images (-1 = the whole split)"),
-    "inception_batch_size": Setting(50, "images per Inception forward pass", check=positive, what="positive"),
+    "inception_batch_size": Setting(50, "images per Inception forward pass", check=positive),
 }
 
 

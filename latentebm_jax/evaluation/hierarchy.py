@@ -215,17 +215,13 @@ EVALUATORS = (
         reads=("image",),
         main_only=True,
         settings={
-            "hierarchy_rows": Setting(8, "base samples (rows) per panel", check=positive, what="positive"),
-            "traversal_units": Setting(4, "units traversed per layer", check=positive, what="positive"),
-            "traversal_range": Setting(3.0, "each unit swept over [-r, r]", check=positive, what="positive"),
-            "attack_examples": Setting(8, "test images attacked per layer", check=positive, what="positive"),
-            "attack_steps": Setting(
-                200, "Adam steps of the latent attack", check=non_negative, what="non-negative"
-            ),
-            "attack_lr": Setting(0.01, "learning rate of the latent attack", check=positive, what="positive"),
-            "attack_l2": Setting(
-                0.1, "weight of ||delta||^2 in the attack objective", check=non_negative, what="non-negative"
-            ),
+            "hierarchy_rows": Setting(8, "base samples (rows) per panel", check=positive),
+            "traversal_units": Setting(4, "units traversed per layer", check=positive),
+            "traversal_range": Setting(3.0, "each unit swept over [-r, r]", check=positive),
+            "attack_examples": Setting(8, "test images attacked per layer", check=positive),
+            "attack_steps": Setting(200, "Adam steps of the latent attack", check=non_negative),
+            "attack_lr": Setting(0.01, "learning rate of the latent attack", check=positive),
+            "attack_l2": Setting(0.1, "weight of ||delta||^2 in the attack objective", check=non_negative),
         },
     ),
 )

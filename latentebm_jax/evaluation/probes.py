@@ -60,7 +60,7 @@ EVALUATORS = (
         reads=("image",),
         settings={
             "probe_max_examples": Setting(10000, "examples per split the probes use (<= 0: all)"),
-            "probe_epochs": Setting(100, "epochs of each probe", check=positive, what="positive"),
+            "probe_epochs": Setting(100, "epochs of each probe", check=positive),
         },
     ),
 )

@@ -63,6 +63,7 @@ from latentebm_jax.config_schema import (
     group_of,
     non_negative,
     positive,
+    positive_int,
     setting,
     settings_of,
     values_of,
@@ -103,16 +104,10 @@ class BiDVLSettings:
     train_cifar_BiDVL.py (gekanFAE/BiDVL), with the paper's forms where paper and code disagree (see the
     module docstring)."""
 
-    latent_dim: int = setting(
-        100, "h: units of the generator's latent", check=positive, what="a positive integer"
-    )
-    enc_width: int = setting(
-        48, "Qbasec: Q's first conv width (doubled per stage)", check=positive, what="a positive integer"
-    )
-    gen_width: int = setting(
-        48, "Pbasec: P's last hidden width is 2·Pbasec", check=positive, what="a positive integer"
-    )
-    ebm_width: int = setting(64, "Ebasec: the energy's width", check=positive, what="a positive integer")
+    latent_dim: int = setting(100, "h: units of the generator's latent", check=positive_int)
+    enc_width: int = setting(48, "Qbasec: Q's first conv width (doubled per stage)", check=positive_int)
+    gen_width: int = setting(48, "Pbasec: P's last hidden width is 2·Pbasec", check=positive_int)
+    ebm_width: int = setting(64, "Ebasec: the energy's width", check=positive_int)
     energy_output: str = setting(
         "softplus", "E = softplus(net) >= 0 (the authors'), or identity", choices=ENERGY_OUTPUTS
     )
@@ -121,10 +116,9 @@ class BiDVLSettings:
         math.sqrt(0.5),
         "σ of ‖v − G(h)‖²/(2σ²) (√½: the authors' plain sum of squares)",
         check=positive,
-        what="positive",
     )
     basic_ratio: float = setting(
-        0.05, "r' of Eq. 15 (Table 5: 0.05 at 32x32, 0.1 at 64x64)", check=non_negative, what="non-negative"
+        0.05, "r' of Eq. 15 (Table 5: 0.05 at 32x32, 0.1 at 64x64)", check=non_negative
     )
     bias: str = setting(
         "none", "Eq. 15's bias term: none (the paper's choice), sigmoid, self_normalized", choices=BIAS_TERMS
@@ -137,9 +131,7 @@ class BiDVLSettings:
     latent_loss: str = setting(
         "nll", "latent reconstruction: nll (the paper) or code (the authors')", choices=LATENT_LOSSES
     )
-    lower_steps: int = setting(
-        1, "N of Algorithm 1", check=positive, what="a positive integer (N of Algorithm 1)"
-    )
+    lower_steps: int = setting(1, "N of Algorithm 1", check=positive_int)
     order: str = setting(
         "lower_first", "lower_first: Algorithm 1; upper_first: the authors' code", choices=ORDERS
     )
@@ -565,16 +557,10 @@ class BiDVLOptimizer(AdamSchedule):
     own). Each schedule counts its own updates: P steps ``N`` times per iteration, Q ``N`` (+1 with
     ``not_offset``). Defaults: train_cifar_BiDVL.py."""
 
-    lr_ebm: float = setting(1e-4, "learning rate of the energy", check=non_negative, what="non-negative")
-    lr_enc_gen: float = setting(
-        3e-4, "learning rate of Q and P (the authors' QP group)", check=non_negative, what="non-negative"
-    )
-    weight_decay_ebm: float = setting(
-        0.0, "weight decay of the energy", check=non_negative, what="non-negative"
-    )
-    weight_decay_enc_gen: float = setting(
-        1e-4, "weight decay of Q and P (coupled)", check=non_negative, what="non-negative"
-    )
+    lr_ebm: float = setting(1e-4, "learning rate of the energy", check=non_negative)
+    lr_enc_gen: float = setting(3e-4, "learning rate of Q and P (the authors' QP group)", check=non_negative)
+    weight_decay_ebm: float = setting(0.0, "weight decay of the energy", check=non_negative)
+    weight_decay_enc_gen: float = setting(1e-4, "weight decay of Q and P (coupled)", check=non_negative)
 
     def build(self, hp: BiDVLHparams, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
         enc_updates = hp.lower_steps + (1 if hp.offset == "not_offset" else 0)

@@ -13,7 +13,7 @@ import optax
 from jax import lax
 
 from latentebm_jax import losses
-from latentebm_jax.config_schema import non_negative, positive, setting
+from latentebm_jax.config_schema import non_negative, non_negative_int, positive, setting
 from latentebm_jax.langevin import langevin
 
 PyTree = Any
@@ -117,12 +117,10 @@ class PriorSampler:
     ``N(0, σ_init² I)``. Defaults: the authors' SVHN settings."""
 
     init_sigma: float = setting(
-        1.0, "std of the N(0, s^2 I) every short-run chain starts from", check=positive, what="positive"
+        1.0, "std of the N(0, s^2 I) every short-run chain starts from", check=positive
     )
-    prior_steps: int = setting(
-        60, "K0: prior Langevin steps", check=non_negative, what="a non-negative integer"
-    )
-    prior_step_size: float = setting(0.4, "s0: prior Langevin step size", check=positive, what="positive")
+    prior_steps: int = setting(60, "K0: prior Langevin steps", check=non_negative_int)
+    prior_step_size: float = setting(0.4, "s0: prior Langevin step size", check=positive)
     prior_unroll: int = setting(
         1,
         "lax.scan unroll of the prior chain (speed only; 0 = fully unrolled)",
@@ -135,12 +133,8 @@ class PriorSampler:
 class PosteriorSampler:
     """Short-run posterior Langevin (LEBM Eq. 9; config group ``sampler``): ``K₁`` steps of size ``s₁``."""
 
-    posterior_steps: int = setting(
-        20, "K1: posterior Langevin steps", check=non_negative, what="a non-negative integer"
-    )
-    posterior_step_size: float = setting(
-        0.1, "s1: posterior Langevin step size", check=positive, what="positive"
-    )
+    posterior_steps: int = setting(20, "K1: posterior Langevin steps", check=non_negative_int)
+    posterior_step_size: float = setting(0.1, "s1: posterior Langevin step size", check=positive)
     # XLA:CPU runs the generator's convolutions several times faster outside a loop
     posterior_unroll: int = setting(
         0,

@@ -238,12 +238,10 @@ EVALUATORS = {
             reads=("image",),
             main_only=True,
             settings={
-                "label_samples_per_class": Setting(50, "samples per class", check=positive, what="positive"),
-                "compose_variations": Setting(
-                    7, "resamplings per row of compositional.png", check=positive, what="positive"
-                ),
+                "label_samples_per_class": Setting(50, "samples per class", check=positive),
+                "compose_variations": Setting(7, "resamplings per row of compositional.png", check=positive),
                 "fd_classifier_epochs": Setting(
-                    30, "epochs of the domain classifier (cached)", check=positive, what="positive"
+                    30, "epochs of the domain classifier (cached)", check=positive
                 ),
             },
         ),

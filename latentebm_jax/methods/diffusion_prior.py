@@ -51,7 +51,9 @@ from latentebm_jax.config_schema import (
     check_group,
     group_of,
     non_negative,
+    non_negative_int,
     positive,
+    positive_int,
     setting,
     settings_of,
     values_of,
@@ -104,31 +106,23 @@ class DiffusionSettings:
     langevin_steps: int = setting(
         50,
         "K: Langevin steps per diffusion step (marginal: per chain)",
-        check=non_negative,
-        what="a non-negative integer",
+        check=non_negative_int,
     )
-    base_step: float = setting(
-        3e-5, "b: Langevin variance s_t = b (σ̄_t/σ̄_0) σ²_{t+1}", check=positive, what="positive"
-    )
+    base_step: float = setting(3e-5, "b: Langevin variance s_t = b (σ̄_t/σ̄_0) σ²_{t+1}", check=positive)
     energy_scale: str = setting("step", "step: F = g/s_t (the authors'); none: F = g", choices=ENERGY_SCALES)
     keep_last_kernel: bool = setting(
         True, "Eq. 13's kernel at t = T-1 (the paper); the authors' code drops it"
     )
     marginal_step_size: float = setting(
-        0.1, "the marginal scheme's Langevin step (noise std)", check=positive, what="positive"
+        0.1, "the marginal scheme's Langevin step (noise std)", check=positive
     )
     unroll: int = setting(
         1,
         "lax.scan unroll of the chains (speed only; 0 = fully)",
-        check=non_negative,
-        what="a non-negative integer",
+        check=non_negative_int,
     )
-    ebm_hidden: int = setting(
-        128, "ch: width of each layer's energy", check=positive, what="a positive integer"
-    )
-    ebm_blocks: int = setting(
-        2, "dense blocks of each layer's energy", check=non_negative, what="a non-negative integer"
-    )
+    ebm_hidden: int = setting(128, "ch: width of each layer's energy", check=positive_int)
+    ebm_blocks: int = setting(2, "dense blocks of each layer's energy", check=non_negative_int)
     ebm_spectral_norm: bool = setting(True, "spectral norm on every EBM layer (the authors')")
     label_layers: tuple[int, ...] = setting(
         (),
@@ -139,9 +133,7 @@ class DiffusionSettings:
     num_classes: int = setting(
         10, "classes of the coupled labels", check=lambda x: x >= 2, what="an integer >= 2"
     )
-    label_weight: float = setting(
-        1.0, "weight of the cross-entropy (App. A.2)", check=non_negative, what="non-negative"
-    )
+    label_weight: float = setting(1.0, "weight of the cross-entropy (App. A.2)", check=non_negative)
     label_steps: str = setting(
         "first", "couple y at t = 0 only (App. A.2) or at all t (an option)", choices=("first", "all")
     )
@@ -149,11 +141,8 @@ class DiffusionSettings:
         1.0,
         "w in F_free + w log softmax(F)_y when sampling with labels (1 = Eq. 14)",
         check=non_negative,
-        what="non-negative",
     )
-    temperature: float = setting(
-        1.0, "sampling temperature τ (target π^{1/τ²})", check=positive, what="positive"
-    )
+    temperature: float = setting(1.0, "sampling temperature τ (target π^{1/τ²})", check=positive)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,10 +186,8 @@ class DiffusionHparams(DiffusionSettings):
 class DiffusionOptimizer(AdamSchedule):
     """The EBMs' Adam (the authors' one Adam per layer's EBM is the same as one over all)."""
 
-    lr: float = setting(4e-5, "learning rate of the EBMs", check=non_negative, what="non-negative")
-    weight_decay: float = setting(
-        3e-5, "weight decay of the EBMs (coupled)", check=non_negative, what="non-negative"
-    )
+    lr: float = setting(4e-5, "learning rate of the EBMs", check=non_negative)
+    weight_decay: float = setting(3e-5, "weight decay of the EBMs (coupled)", check=non_negative)
 
 
 # ----------------------------------------------------------------------------- the backbone

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from latentebm_jax.config_schema import Setting, positive
+from latentebm_jax.config_schema import Setting, positive, positive_ints
 from latentebm_jax.data import ImageSource, iterate_once
 
 # eval keys several evaluators read (each declares the ones it reads)
@@ -24,18 +24,15 @@ MAX_TEST_EXAMPLES = {
         what="-1 (all) or a positive integer",
     )
 }
-NUM_SAMPLES = {
-    "num_samples": Setting(100, "samples drawn for the sample grid or file", check=positive, what="positive")
-}
+NUM_SAMPLES = {"num_samples": Setting(100, "samples drawn for the sample grid or file", check=positive)}
 LONG_RUN = {
     "long_run_steps": Setting(
         (100, 2500),
         "K' of the long-run chains (LEBM Figs. 3-4)",
-        check=lambda x: all(isinstance(k, int) and k > 0 for k in x),
-        what="a tuple of positive integers",
+        check=positive_ints,
     ),
-    "long_run_chains": Setting(8, "chains per long run", check=positive, what="positive"),
-    "long_run_frames": Setting(10, "recorded states per chain", check=positive, what="positive"),
+    "long_run_chains": Setting(8, "chains per long run", check=positive),
+    "long_run_frames": Setting(10, "recorded states per chain", check=positive),
 }
 
 

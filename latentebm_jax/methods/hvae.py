@@ -52,8 +52,8 @@ POSTERIOR_STREAM, PRIOR_STREAM = 0, 4
 class HVAEOptimizer(AdamSchedule):
     """Adam on the backbone (constant learning rate by default)."""
 
-    lr: float = setting(1e-3, "learning rate", check=positive, what="positive")
-    weight_decay: float = setting(0.0, "weight decay (coupled)", check=non_negative, what="non-negative")
+    lr: float = setting(1e-3, "learning rate", check=positive)
+    weight_decay: float = setting(0.0, "weight decay (coupled)", check=non_negative)
 
 
 def elbo_terms(bb: HVAEBackbone, params: Params, x: jax.Array, noise: Latents) -> dict[str, Any]:

@@ -49,8 +49,11 @@ from latentebm_jax.config_schema import (
     ConfigError,
     check_group,
     group_of,
+    latent_layers,
     non_negative,
+    non_negative_int,
     positive,
+    positive_ints,
     setting,
     settings_of,
     values_of,
@@ -85,10 +88,6 @@ _PRIOR_INIT, _PRIOR_NOISE, _POST_NOISE, _LAYER_INIT, _LAYER_NOISE = 0, 1, 2, 3, 
 KL_ESTIMATORS = ("analytic", "sample")
 
 
-def _positive_ints(x) -> bool:
-    return all(isinstance(v, int) and v > 0 for v in x)
-
-
 @dataclasses.dataclass(frozen=True)
 class JointModel:
     """The joint prior, hierarchical generator and ladder inference network (config group ``joint``).
@@ -97,14 +96,12 @@ class JointModel:
     latent_dims: tuple[int, ...] = setting(
         (10, 10, 10, 10, 10),
         "units per latent layer, bottom z_1 first",
-        check=lambda x: len(x) >= 2 and _positive_ints(x),
-        what="a tuple of at least 2 positive integers",
+        check=latent_layers,
     )
     widths: tuple[int, ...] = setting(
         (128, 256, 256, 512, 1024, 2048),
         "the authors' channel list cs[1:] = (c_1..c_L, top MLP width) of generator and inference network",
-        check=_positive_ints,
-        what="a tuple of positive integers",
+        check=positive_ints,
     )
     merge: str = setting(
         "concat",
@@ -117,18 +114,15 @@ class JointModel:
         check=non_negative,
         what="a non-negative integer (0 = no EBM)",
     )
-    ebm_layers: int = setting(
-        2, "hidden layers of the EBM", check=non_negative, what="a non-negative integer"
-    )
+    ebm_layers: int = setting(2, "hidden layers of the EBM", check=non_negative_int)
     ebm_activation: str = setting("lrelu", "the EBM's activation", choices=tuple(ACTIVATIONS))
     ebm_spectral_norm: bool = setting(True, "spectral norm on every EBM layer (the authors')")
     likelihood_sigma: float = setting(
         math.sqrt(1.0 / 20.0),
         "σ of x ~ N(g(z), σ² I); the authors' Gfactor = 1/(2σ²) = 10",
         check=positive,
-        what="positive",
     )
-    prior_sigma: float = setting(1.0, "σ_p of the reference N(0, σ_p² I)", check=positive, what="positive")
+    prior_sigma: float = setting(1.0, "σ_p of the reference N(0, σ_p² I)", check=positive)
     kl_estimator: str = setting(
         "analytic",
         "per-layer KL(q || N(0, I)): closed form, or the authors' one-sample estimate",
@@ -533,16 +527,15 @@ class JointOptimizer(AdamSchedule):
     """The EBM's Adam and one Adam over generator and inference network (the authors' ``lrG`` group).
     Defaults: train_fid.py."""
 
-    lr_ebm: float = setting(2e-6, "EBM learning rate", check=non_negative, what="non-negative")
+    lr_ebm: float = setting(2e-6, "EBM learning rate", check=non_negative)
     lr_gen_enc: float = setting(
         3e-4,
         "learning rate of generator and inference network (one Adam)",
         check=non_negative,
-        what="non-negative",
     )
-    weight_decay_ebm: float = setting(0.0, "EBM weight decay", check=non_negative, what="non-negative")
+    weight_decay_ebm: float = setting(0.0, "EBM weight decay", check=non_negative)
     weight_decay_gen_enc: float = setting(
-        5e-4, "weight decay of generator and inference network", check=non_negative, what="non-negative"
+        5e-4, "weight decay of generator and inference network", check=non_negative
     )
 
     def build(self, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:

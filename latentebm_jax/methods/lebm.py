@@ -39,7 +39,9 @@ from latentebm_jax.config_schema import (
     check_group,
     group_of,
     non_negative,
+    non_negative_int,
     positive,
+    positive_int,
     setting,
     settings_of,
     values_of,
@@ -116,8 +118,8 @@ class GaussianImageLikelihood:
 
     image_shape: tuple[int, int, int] = (32, 32, 3)  # from the data
     generator: str = setting("dcgan", "generator network", choices=GENERATORS)
-    ngf: int = setting(64, "generator width", check=positive, what="a positive integer")
-    likelihood_sigma: float = setting(0.3, "σ of x = g(z) + ε", check=positive, what="positive")
+    ngf: int = setting(64, "generator width", check=positive_int)
+    likelihood_sigma: float = setting(0.3, "σ of x = g(z) + ε", check=positive)
     generator_loss: str = setting(
         "gaussian_nll",
         "‖x−g(z)‖²/(2σ²) as the paper's Eq. 11, or sum_squared: the official code's ‖x−g(z)‖²",
@@ -167,17 +169,11 @@ class GaussianImageLikelihood:
 class EBMPrior:
     """``p_α(z) ∝ exp(f_α(z)) N(z; 0, σ_p² I)`` on one latent vector (Eq. 2), ``f_α`` an MLP."""
 
-    latent_dim: int = setting(
-        100, "n_z: units of the latent vector", check=positive, what="a positive integer"
-    )
-    ebm_hidden: int = setting(
-        200, "width of the EBM's hidden layers", check=positive, what="a positive integer"
-    )
-    ebm_layers: int = setting(
-        2, "hidden layers of the EBM", check=non_negative, what="a non-negative integer"
-    )
+    latent_dim: int = setting(100, "n_z: units of the latent vector", check=positive_int)
+    ebm_hidden: int = setting(200, "width of the EBM's hidden layers", check=positive_int)
+    ebm_layers: int = setting(2, "hidden layers of the EBM", check=non_negative_int)
     ebm_activation: str = setting("gelu", "the EBM's activation", choices=tuple(ACTIVATIONS))
-    prior_sigma: float = setting(1.0, "σ_p of the reference N(0, σ_p² I)", check=positive, what="positive")
+    prior_sigma: float = setting(1.0, "σ_p of the reference N(0, σ_p² I)", check=positive)
 
     def energy_net(self) -> MLPEnergy:
         return MLPEnergy(hidden=self.ebm_hidden, num_hidden=self.ebm_layers, activation=self.ebm_activation)
@@ -194,12 +190,10 @@ class LEBMHparams(EBMPrior, PriorSampler, PosteriorSampler):
 class LEBMOptimizer(AdamSchedule):
     """One PyTorch-style Adam per network (the authors'): the EBM's and the generator's."""
 
-    lr_ebm: float = setting(2e-5, "EBM learning rate", check=non_negative, what="non-negative")
-    lr_gen: float = setting(1e-4, "generator learning rate", check=non_negative, what="non-negative")
-    weight_decay_ebm: float = setting(
-        0.0, "EBM weight decay (coupled, PyTorch's)", check=non_negative, what="non-negative"
-    )
-    weight_decay_gen: float = setting(0.0, "generator weight decay", check=non_negative, what="non-negative")
+    lr_ebm: float = setting(2e-5, "EBM learning rate", check=non_negative)
+    lr_gen: float = setting(1e-4, "generator learning rate", check=non_negative)
+    weight_decay_ebm: float = setting(0.0, "EBM weight decay (coupled, PyTorch's)", check=non_negative)
+    weight_decay_gen: float = setting(0.0, "generator weight decay", check=non_negative)
 
     def build(self, network: str, steps_per_epoch: int) -> dict[str, optax.GradientTransformation]:
         return {

@@ -40,7 +40,9 @@ from latentebm_jax.config_schema import (
     ConfigError,
     Setting,
     non_negative,
+    non_negative_int,
     positive,
+    positive_int,
     setting,
     unit_interval,
     values_of,
@@ -77,21 +79,17 @@ class LSTMLikelihood:
 
     vocab_size: int = 10_000  # from the training split's vocabulary
     max_len: int = 40  # from data.max_len: row width of ids, <bos> and <eos> included
-    embed_dim: int = setting(
-        256, "word-embedding width (text-VAE convention)", check=positive, what="positive"
-    )
-    decoder_hidden: int = setting(512, "LSTM width (text-VAE convention)", check=positive, what="positive")
+    embed_dim: int = setting(256, "word-embedding width (text-VAE convention)", check=positive)
+    decoder_hidden: int = setting(512, "LSTM width (text-VAE convention)", check=positive)
     dropout_in: float = setting(
         0.0,
         "decoder dropout on word embeddings while training (text-VAE: 0.5)",
         check=unit_interval,
-        what="in [0, 1)",
     )
     dropout_out: float = setting(
         0.0,
         "decoder dropout on LSTM outputs while training (text-VAE: 0.5)",
         check=unit_interval,
-        what="in [0, 1)",
     )
     temperature: float = setting(
         1.0,
@@ -220,14 +218,12 @@ def marginal_log_likelihood(
 
 _RECON, _NLL, _PERPLEXITY, _RECONSTRUCTIONS, _OUTPUTS = 0, 1, 2, 3, 4
 _LM_SETTINGS = {
-    "lm_embed_dim": Setting(128, "language models' word-embedding width", check=positive, what="positive"),
-    "lm_hidden": Setting(256, "language models' LSTM width", check=positive, what="positive"),
-    "lm_dropout": Setting(0.3, "language models' dropout", check=unit_interval, what="in [0, 1)"),
-    "lm_epochs": Setting(
-        10, "language models' epochs (best held-out epoch kept)", check=positive, what="positive"
-    ),
-    "lm_batch_size": Setting(64, "language models' batch size", check=positive, what="positive"),
-    "lm_learning_rate": Setting(1e-3, "language models' Adam learning rate", check=positive, what="positive"),
+    "lm_embed_dim": Setting(128, "language models' word-embedding width", check=positive),
+    "lm_hidden": Setting(256, "language models' LSTM width", check=positive),
+    "lm_dropout": Setting(0.3, "language models' dropout", check=unit_interval),
+    "lm_epochs": Setting(10, "language models' epochs (best held-out epoch kept)", check=positive),
+    "lm_batch_size": Setting(64, "language models' batch size", check=positive),
+    "lm_learning_rate": Setting(1e-3, "language models' Adam learning rate", check=positive),
 }
 
 
@@ -469,9 +465,7 @@ EVALUATORS = {
             check=_check_nll,
             settings={
                 **MAX_TEST_EXAMPLES,
-                "nll_samples": Setting(
-                    64, "importance samples per sentence", check=non_negative, what="a non-negative integer"
-                ),
+                "nll_samples": Setting(64, "importance samples per sentence", check=non_negative_int),
                 "nll_chains": Setting(
                     8,
                     "posterior chains the proposal is fitted to",
@@ -479,7 +473,7 @@ EVALUATORS = {
                     what="an integer >= 2",
                 ),
                 "log_partition_samples": Setting(
-                    100_000, "reference draws of log Z(alpha)", check=positive, what="a positive integer"
+                    100_000, "reference draws of log Z(alpha)", check=positive_int
                 ),
             },
         ),
@@ -493,8 +487,7 @@ EVALUATORS = {
                 "fppl_samples": Setting(
                     1000,
                     "generated sentences scored by the real-data LM",
-                    check=positive,
-                    what="a positive integer",
+                    check=positive_int,
                 ),
                 "rppl_samples": Setting(
                     10000,

@@ -1,0 +1,99 @@
+"""Every registered method through the runner at tiny sizes: train two steps, checkpoint, evaluate the
+checkpoint again in a fresh setup (restored into ``Method.state_shapes``, nothing initialised), sample.
+
+The long runs that check learning are behind ``-m slow`` (one per method); this module checks the seams:
+config groups, ``make``, the predict functions the evaluators call, checkpoint round trips."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from conftest import apply_overrides
+
+from configs import default, digits, text_toy
+from latentebm_jax import methods
+from latentebm_jax.checkpoint import Checkpointer
+from latentebm_jax.training import loop
+
+RUN = {
+    "train.num_steps": 2,
+    "train.batch_size": 10,
+    "train.log_every": 1,
+    "train.ckpt_every": 2,
+    "train.eval_every": 1,
+    "eval.batch_size": 40,
+    "eval.max_test_examples": 40,
+    "eval.num_samples": 4,
+}
+TINY = {
+    "lebm": {"lebm.latent_dim": 2, "lebm.ngf": 4, "lebm.ebm_hidden": 4, "lebm.conv_impl": "xla",
+             "sampler.prior_steps": 2, "sampler.posterior_steps": 2,
+             "eval.metrics": ("reconstruction", "anomaly", "samples", "chains"), "eval.long_run_steps": (2,),
+             "eval.long_run_chains": 2},
+    "joint": {"data.image_size": 8, "joint.latent_dims": (2, 2), "joint.widths": (4, 4, 8),
+              "joint.ebm_hidden": 4, "joint.conv_impl": "xla", "sampler.prior_steps": 2,
+              "eval.metrics": ("reconstruction", "anomaly", "samples")},
+    "hvae": {"data.image_size": 8, "backbone.latent_dims": (2, 2), "backbone.widths": (4, 4, 8),
+             "backbone.prior_hidden": 4, "backbone.conv_impl": "xla",
+             "eval.metrics": ("reconstruction", "anomaly", "samples")},
+    "diffusion": {"data.image_size": 8, "backbone.latent_dims": (2, 2), "backbone.widths": (4, 4, 8),
+                  "backbone.prior_hidden": 4, "backbone.conv_impl": "xla", "diffusion.langevin_steps": 1,
+                  "diffusion.ebm_hidden": 4, "diffusion.ebm_blocks": 1,
+                  "eval.metrics": ("reconstruction", "samples")},
+    "bidvl": {"bidvl.latent_dim": 2, "bidvl.enc_width": 2, "bidvl.gen_width": 2, "bidvl.ebm_width": 2,
+              "bidvl.conv_impl": "xla", "eval.metrics": ("reconstruction", "anomaly", "ood", "samples"),
+              "eval.ood_max_examples": 20},
+    "lebm_text": {"lebm_text.latent_dim": 2, "lebm_text.ebm_hidden": 4, "lebm_text.embed_dim": 4,
+                  "lebm_text.decoder_hidden": 4, "data.max_len": 12, "sampler.prior_steps": 2,
+                  "sampler.posterior_steps": 2, "eval.metrics": ("recon_nll", "text_samples", "text_chains"),
+                  "eval.long_run_steps": (2,), "eval.long_run_chains": 2},
+}  # fmt: skip
+WRITES = {
+    "lebm": ("reconstructions.png", "samples.png", "chain_2.png", "samples/samples_0000001.png"),
+    "joint": ("reconstructions.png", "samples.png", "reconstructions/recon_0000001.png"),
+    "hvae": ("reconstructions.png", "samples.png"),
+    "diffusion": ("reconstructions.png", "samples.png"),
+    "bidvl": ("reconstructions.png", "samples.png", "ood_energy.png"),
+    "lebm_text": ("samples.txt", "chain_2.txt", "samples/samples_0000001.txt"),
+}
+
+
+def test_every_method_has_a_tiny_setting_here():
+    assert set(TINY) == set(methods.SPECS)
+
+
+def _config(method, **extra):
+    c = text_toy.get_config() if method == "lebm_text" else digits.get_config(method)
+    apply_overrides(c, {**RUN, **TINY[method], **extra})
+    default.validate(c)
+    return c
+
+
+@pytest.fixture(scope="module")
+def backbone_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("hvae"))
+    loop.train(_config("hvae"), workdir)
+    return workdir
+
+
+@pytest.mark.parametrize("method", sorted(TINY))
+def test_train_evaluate_again_and_sample(method, tmp_path, backbone_run):
+    extra = {"diffusion.backbone_dir": backbone_run} if method == "diffusion" else {}
+    config = _config(method, **extra)
+    workdir = str(tmp_path / method)
+    summary = loop.train(config, workdir)
+    assert summary["step"] == 2 and Checkpointer(workdir).all_steps() == [2]
+    for name in WRITES[method]:
+        assert os.path.isfile(os.path.join(workdir, name)), name
+    numbers = {k: v for k, v in summary.items() if isinstance(v, float) and "seconds" not in k}
+    assert numbers and all(np.isfinite(v) for v in numbers.values()), numbers
+    if method == "diffusion":  # the stage-2 checkpoint alone restores the run
+        config = _config(method, **{"diffusion.backbone_dir": str(tmp_path / "gone")})
+    again = loop.evaluate(config, workdir)
+    assert again["step"] == 2
+    for key, value in numbers.items():
+        assert again[key] == pytest.approx(value, rel=1e-6), key  # same checkpoint, same keys, same numbers
+    paths = loop.sample(config, workdir)
+    assert paths and all(p.startswith(os.path.join(workdir, "samples_final")) for p in paths)
