@@ -121,7 +121,11 @@ def test_choose_modes_and_unknown_impl():
 @pytest.mark.parametrize(
     "make",
     [
-        lambda impl: DCGANGenerator(image_size=32, channels=3, ngf=8, conv_impl=impl),
+        # the 32×32 DCGAN compiles five implementations forward and backward: a long run (-m slow)
+        pytest.param(
+            lambda impl: DCGANGenerator(image_size=32, channels=3, ngf=8, conv_impl=impl),
+            marks=pytest.mark.slow,
+        ),
         lambda impl: Generator8(channels=1, ngf=32, conv_impl=impl),
     ],
 )

@@ -1,5 +1,6 @@
 """LEBM method: one train step against a reference computation of Algorithm 1; learning on digits."""
 
+import dataclasses
 import functools
 
 import jax
@@ -110,6 +111,7 @@ def _test_recon_mse(hp, params):
     return float(jnp.mean((x - x_hat) ** 2))
 
 
+@pytest.mark.slow
 def test_lebm_learns_on_digits(trained):
     hp, state0, state, history = trained
     loss = [h["loss_g"] for h in history]
@@ -128,6 +130,7 @@ def test_lebm_learns_on_digits(trained):
     assert nn_dist(state.params) < 0.8 * nn_dist(state0.params)
 
 
+@pytest.mark.slow
 def test_prior_chain_energy_trace_settles(trained):
     hp, _, state, _ = trained
     out = jax.jit(functools.partial(lebm.long_run_chain, hp), static_argnums=(2, 3, 4))(
@@ -144,6 +147,7 @@ def test_prior_chain_energy_trace_settles(trained):
     assert np.all(np.abs(z_imgs) <= 1.0)
 
 
+@pytest.mark.slow
 def test_anomaly_score_is_log_joint_at_posterior_samples(trained):
     hp, _, state, _ = trained
     x = jnp.asarray(load_digits("test").get(np.arange(10))["image"])
@@ -183,17 +187,21 @@ def test_svhn_networks_train_on_digits32():
             assert float(jnp.max(jnp.abs(a - b))) > 0, name  # every other parameter was updated
 
 
-def test_method_predict_functions_are_the_pure_functions_bound_to_the_config(trained):
-    """make() binds the config: the same hparams, and predict functions that equal the pure ones (the
-    anomaly score at the same key uses the same posterior sample as the reconstruction)."""
-    hp, _, state, _ = trained
+def test_method_predict_functions_are_the_pure_functions_bound_to_the_config():
+    """make() binds the config: the hparams its groups describe, and predict functions that equal the pure
+    ones (the anomaly score at the same key uses the same posterior sample as the reconstruction)."""
     from configs import digits
 
     config = digits.get_config("lebm")
     config.lebm.update(latent_dim=8, ngf=16, ebm_hidden=64)
-    config.sampler.prior_steps = config.sampler.posterior_steps = 20
-    assert lebm.hparams_from_config(config) == hp
+    config.sampler.prior_steps = config.sampler.posterior_steps = 5
+    hp = lebm.hparams_from_config(config)
+    assert hp == dataclasses.replace(
+        HP, latent_dim=8, ebm_hidden=64, prior_steps=5, posterior_steps=5, posterior_unroll=0,
+        likelihood=dataclasses.replace(HP.likelihood, ngf=16),
+    )  # fmt: skip
     method = lebm.make(config, None, steps_per_epoch=1)
+    state = jax.jit(method.init)(jax.random.key(0))
     batch = {"image": jnp.asarray(load_digits("test").get(np.arange(10))["image"])}
     key = jax.random.key(5)
     x_hat = method.predict["reconstruct"](state.params, batch, key)["image"]

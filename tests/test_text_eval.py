@@ -176,6 +176,7 @@ def _tiny_config():
     return c
 
 
+@pytest.mark.slow
 def test_text_run_trains_and_reports_table2_metrics(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENTEBM_JAX_CACHE", str(tmp_path / "cache"))
     workdir = str(tmp_path / "run")
