@@ -111,7 +111,7 @@ def test_stage2_step_matches_algorithm_1_written_out():
     params = dm.inference_params(s2)
     bb = params["backbone"]
     keys = example_keys(s2.step_key(), 6)
-    z = dm.posterior_sample(hp, bb, x, dm._normal_layers(hp, keys, dm._POST))
+    z = dm.posterior_draw(hp, bb, x, dm._normal_layers(hp, keys, dm._POST))
     u0 = dm.to_u(hp, bb, z)
     t = jax.vmap(lambda k: jax.random.randint(k, (), 0, 3))(fold_keys(keys, dm._TIME))
     sched = dif.noise_schedule(3)

@@ -3,7 +3,7 @@
 Stage 2 (``methods/diffusion_prior.py``) learns EBMs in the ũ-space of a frozen backbone and touches the
 backbone only through :class:`Backbone`:
 
-* ``posterior_sample(params, x, noise) -> z̃``: a reparameterised draw ``z̃ ~ q(z̃|x)`` from standard-normal
+* ``posterior_draw(params, x, noise) -> z̃``: a reparameterised draw ``z̃ ~ q(z̃|x)`` from standard-normal
   ``noise`` of ``noise_shapes`` (Algorithm 1 line 2; top-down for NVAE-like posteriors);
 * ``posterior_mean(params, x) -> z̃``: the inferred latents (probes, OOD scores, reconstructions);
 * ``decode(params, z̃) -> images``: the mean of ``p(x|z̃)`` in ``[−1, 1]``;
@@ -44,7 +44,7 @@ class Backbone(Protocol):
 
     def noise_shapes(self) -> tuple[tuple[int, ...], ...]: ...
 
-    def posterior_sample(self, params: Params, x: jax.Array, noise: Latents) -> Latents: ...
+    def posterior_draw(self, params: Params, x: jax.Array, noise: Latents) -> Latents: ...
 
     def posterior_mean(self, params: Params, x: jax.Array) -> Latents: ...
 

@@ -85,7 +85,7 @@ class HVAEBackbone(HVAESettings, ConditionalUSpace):
         """``q_φ(z_i|x)`` per layer: ``((μ_1, log σ²_1), …)``."""
         return self.net().apply({"params": params}, x, method="encode")
 
-    def posterior_sample(self, params: Params, x: jax.Array, noise: Latents) -> Latents:
+    def posterior_draw(self, params: Params, x: jax.Array, noise: Latents) -> Latents:
         """``z̃ = μ_φ(x) + σ_φ(x) ε``."""
         return tuple(m + jnp.exp(0.5 * lv) * e for (m, lv), e in zip(self.encode(params, x), noise))
 

@@ -213,9 +213,9 @@ def _normal_layers(hp: DiffusionHparams, keys: jax.Array, stream: int) -> Latent
     return normal_layers(hp.latent_dims, keys, stream)
 
 
-def posterior_sample(hp: DiffusionHparams, backbone: Params, x: jax.Array, noise: Latents) -> Latents:
+def posterior_draw(hp: DiffusionHparams, backbone: Params, x: jax.Array, noise: Latents) -> Latents:
     """``z̃ ~ q(z̃|x)`` from standard-normal ``noise`` (the backbone's reparameterised draw)."""
-    return hp.backbone.posterior_sample(backbone, x, noise)
+    return hp.backbone.posterior_draw(backbone, x, noise)
 
 
 def infer(hp: DiffusionHparams, params: Params, x: jax.Array) -> Latents:
@@ -448,7 +448,7 @@ def train_step(
     keys = example_keys(state.step_key(), b, axis_name)
     params = inference_params(state)
     bb, stats = params["backbone"], params["ebm_stats"]
-    z_post = posterior_sample(hp, bb, x, _normal_layers(hp, keys, _POST))
+    z_post = posterior_draw(hp, bb, x, _normal_layers(hp, keys, _POST))
     u0 = to_u(hp, bb, z_post)
     if hp.scheme == "diffusion":
         t = jax.vmap(lambda k: jax.random.randint(k, (), 0, hp.num_diffusion_steps))(fold_keys(keys, _TIME))

@@ -139,7 +139,7 @@ def log_joint_at_inferred(bb: HVAEBackbone, params: Params, x: jax.Array, key: j
     """``log p_β(x, z̃)`` at ``z̃ ~ q_φ(z̃|x)`` (the anomaly score)."""
     bbp = params["backbone"]
     noise = normal_layers(bb.latent_dims, jax.random.split(key, x.shape[0]), POSTERIOR_STREAM)
-    return bb.log_joint(bbp, bb.posterior_sample(bbp, x, noise), x)
+    return bb.log_joint(bbp, bb.posterior_draw(bbp, x, noise), x)
 
 
 # ----------------------------------------------------------------------------- config binding
