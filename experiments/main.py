@@ -116,7 +116,7 @@ def _check_overrides(argv: list[str]) -> None:
 
     try:
         config = _base_config(argv)
-    except ConfigError as err:
+    except (ConfigError, ValueError) as err:  # an unknown method, or one the config file has no setting for
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
     if config is None:
