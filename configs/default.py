@@ -52,6 +52,22 @@ TRAIN = {
     "ckpt_every": Setting(1000, "steps between checkpoints", check=positive_int),
     "keep_checkpoints": Setting(3, "newest checkpoints kept", check=positive_int),
     "prefetch": Setting(2, "batches prepared ahead", check=non_negative_int),
+    "bad_checkpoint": Setting(
+        "stop",
+        "a corrupted newest checkpoint: stop, or resume from the newest intact one (previous)",
+        choices=("stop", "previous"),
+    ),
+    "max_abs_energy": Setting(
+        1e6, "divergence guard: an energy beyond this magnitude is a warning (0 = off)", check=non_negative
+    ),
+    "min_grad_norm": Setting(
+        1e-10,
+        "divergence guard: generator gradient norms below this are a warning (0 = off)",
+        check=non_negative,
+    ),
+    "divergence_patience": Setting(
+        3, "divergence guard: warned log windows in a row that stop the run", check=positive_int
+    ),
 }
 EVAL = {
     "batch_size": Setting(100, "batch of every evaluator's compiled functions", check=positive_int),
@@ -94,6 +110,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if spec.adapt_reference is not None:
         spec.adapt_reference(reference, config)
     check_keys(config, reference, f"method {spec.name!r} with dataset {name!r}")
+    if not 0 <= config.seed < 2**32:
+        raise ConfigError(f"config key 'seed' has value {config.seed}; it must be an integer in [0, 2^32)")
     validate_data(config.data)
     check_group(config.train, TRAIN, "train")
     check_group(config.eval, EVAL, "eval")

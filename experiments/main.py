@@ -26,6 +26,13 @@ _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (multi-host TPU pods)."
 )
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Continue from (or evaluate) a checkpoint written with a config that differs in keys that change the "
+    "model, the data or the optimisation; the earlier config is kept in config_history.jsonl.",
+)
+_DEBUG = flags.DEFINE_bool("debug", False, "Show the Python traceback of an error instead of one line.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -45,18 +52,14 @@ def main(argv: list[str]) -> int:
 
     import jax
 
-    from latentebm_jax.backbones import BackboneError
-    from latentebm_jax.checkpoint import CheckpointError
-    from latentebm_jax.data import DatasetNotFoundError
-    from latentebm_jax.metrics.inception import InceptionWeightsError
     from latentebm_jax.training import loop
+    from latentebm_jax.training.preemption import EXIT_PREEMPTED, Preempted
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     logging.getLogger("latentebm_jax").setLevel(logging.INFO)
-    workdir = _WORKDIR.value
-    os.makedirs(workdir, exist_ok=True)
+    workdir, allow = _WORKDIR.value, _ALLOW_CHANGE.value
     print(
         f"{_MODE.value} {config.method} on {config.data.name}: {jax.device_count()} "
         f"{jax.default_backend()} device(s), workdir {os.path.abspath(workdir)}",
@@ -64,32 +67,67 @@ def main(argv: list[str]) -> int:
     )
     try:
         if _MODE.value == "train":
-            summary = loop.train(config, workdir)
+            summary = loop.train(config, workdir, allow_config_change=allow)
         elif _MODE.value == "eval":
-            summary = loop.evaluate(config, workdir)
+            summary = loop.evaluate(config, workdir, allow_config_change=allow)
         else:
-            paths = loop.sample(config, workdir)
+            paths = loop.sample(config, workdir, allow_config_change=allow)
             print("wrote:\n  " + "\n  ".join(paths))
             return 0
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
-    except (
-        BackboneError,
-        DatasetNotFoundError,
-        CheckpointError,
-        InceptionWeightsError,
-        loop.NonFiniteError,
-        FileNotFoundError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except Preempted as stop:
+        print(str(stop), file=sys.stderr)
+        return EXIT_PREEMPTED
+    except Exception as err:
+        status = _user_error(err, workdir)
+        if status is None or _DEBUG.value:
+            raise
+        return status
     shown = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, list))}
     print(
         "summary: "
         + ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
     )
     return 0
+
+
+def _user_error(err: Exception, workdir: str) -> int | None:
+    """Print a user-facing error in one or two lines and return the exit status; ``None`` for a bug (the
+    traceback is shown)."""
+    from latentebm_jax.backbones import BackboneError
+    from latentebm_jax.checkpoint import CheckpointError
+    from latentebm_jax.config_schema import ConfigError
+    from latentebm_jax.data import DatasetNotFoundError
+    from latentebm_jax.metrics.inception import InceptionWeightsError
+    from latentebm_jax.training.divergence import DivergenceError
+    from latentebm_jax.training.loop import NonFiniteError
+    from latentebm_jax.training.metrics_writer import MetricsFileError
+    from latentebm_jax.training.workdir import WorkdirError, is_disk_full
+
+    if isinstance(err, ConfigError):
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    if is_disk_full(err):
+        print(
+            f"error: the disk is full ({err}); free space under {os.path.abspath(workdir)} and run the same "
+            f"command to resume from the newest checkpoint",
+            file=sys.stderr,
+        )
+        return 1
+    known = (
+        BackboneError,
+        CheckpointError,
+        DatasetNotFoundError,
+        DivergenceError,
+        InceptionWeightsError,
+        MetricsFileError,
+        NonFiniteError,
+        WorkdirError,
+        FileNotFoundError,
+    )
+    if isinstance(err, known):
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return None
 
 
 def _base_config(argv: list[str]):
@@ -102,7 +140,16 @@ def _base_config(argv: list[str]):
         return None
     path, _, method = spec.partition(":")
     if not os.path.isfile(path):
-        return None
+        folder = os.path.dirname(path) or "."
+        shipped = sorted(n for n in os.listdir(folder) if n.endswith(".py") and not n.startswith("_")) if (
+            os.path.isdir(folder)
+        ) else []  # fmt: skip
+        print(
+            f"config error: --config file {path} does not exist"
+            + (f"; files in {folder}: {', '.join(shipped)}" if shipped else ""),
+            file=sys.stderr,
+        )
+        sys.exit(2)
     module_spec = importlib.util.spec_from_file_location("_run_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

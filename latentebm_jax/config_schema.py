@@ -121,6 +121,11 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def leaf_values(cfg: Any) -> dict[str, Any]:
+    """``{"group.key": value}`` for every key that holds a value (groups left out)."""
+    return {k: v for k, v in flatten(cfg).items() if v is not _GROUP}
+
+
 def _type_ok(value: Any, reference: Any) -> bool:
     if reference is None or value is None:
         return True

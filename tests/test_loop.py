@@ -13,6 +13,7 @@ from latentebm_jax.data import DataSplits, load_splits
 from latentebm_jax.training import loop
 from latentebm_jax.training.metrics_writer import read_jsonl
 from latentebm_jax.training.setup import RunSetup
+from latentebm_jax.training.workdir import WorkdirError
 
 
 def _params_at(workdir, config, step=None):
@@ -158,10 +159,14 @@ def test_corrupted_checkpoint_gives_a_clear_error(tmp_path, finished_run):
 def test_incompatible_checkpoint_names_the_mismatch(finished_run, tiny_config):
     workdir, _, _ = finished_run
     other = tiny_config(**{"lebm.latent_dim": 6})
+    # the config that wrote the checkpoint is in its manifest: the change is named before any array is read
+    with pytest.raises(WorkdirError, match=r"(?s)written with another config:\n  lebm\.latent_dim: 4 → 6"):
+        loop.evaluate(other, workdir)
+    # allowed anyway, the stored arrays do not fit the new model: named by shape
     with pytest.raises(
         CheckpointError, match=r"(?s)does not fit.*shape of params\.ebm.*\(4, 16\).*\(6, 16\)"
     ):
-        loop.evaluate(other, workdir)
+        loop.evaluate(other, workdir, allow_config_change=True)
 
 
 @pytest.mark.slow

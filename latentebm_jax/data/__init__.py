@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
+from latentebm_jax.config_schema import ConfigError
 from latentebm_jax.data.digits import load_digits
 from latentebm_jax.data.pipeline import EpochBatcher, iterate_once
 from latentebm_jax.data.sources import ArraySource, ImageSource, SubsetSource, only_classes, without_class
@@ -19,6 +22,7 @@ from latentebm_jax.data.tfds_sources import (
     CELEBA_ATTRIBUTES,
     TFDS_DATASETS,
     DatasetNotFoundError,
+    DatasetReadError,
     TfdsSource,
     open_data_source,
 )
@@ -76,9 +80,18 @@ def load_splits(data_config) -> DataSplits:
     train = load_source(data_config, data_config.train_split)
     test = load_source(data_config, data_config.test_split)
     classes = tuple(data_config.get("classes", ()))
+    holdout = int(data_config.holdout_class)
+    if classes or holdout >= 0:
+        present = sorted(int(c) for c in np.unique(test.labels()) if c >= 0)
+        missing = [c for c in (*classes, *([holdout] if holdout >= 0 else [])) if c not in present]
+        if missing:
+            key = "data.holdout_class" if missing == [holdout] and holdout not in classes else "data.classes"
+            raise ConfigError(
+                f"config key '{key}' names {missing}, which are not classes of {data_config.name!r} "
+                f"(classes: {present})"
+            )
     if classes:
         train, test = only_classes(train, classes), only_classes(test, classes)
-    holdout = int(data_config.holdout_class)
     if holdout >= 0:
         train = without_class(train, holdout)
     return DataSplits(train=train, test=test, holdout_class=holdout)
@@ -92,6 +105,7 @@ __all__ = [
     "ArraySource",
     "DataSplits",
     "DatasetNotFoundError",
+    "DatasetReadError",
     "EpochBatcher",
     "ImageSource",
     "SubsetSource",

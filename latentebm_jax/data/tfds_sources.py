@@ -34,6 +34,10 @@ CELEBA_ATTRIBUTES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+class DatasetReadError(RuntimeError):
+    """A prepared dataset's files cannot be read (e.g. a corrupted array_record shard)."""
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A tfds dataset is not prepared (for random access) in the configured ``data_dir``."""
 
@@ -100,7 +104,7 @@ class TfdsSource:
         if unknown:
             raise ValueError(f"unknown celeb_a attributes {unknown}; available: {list(CELEBA_ATTRIBUTES)}")
         self.attributes = tuple(attributes)
-        self.name = name
+        self.name, self.split = name, split
         self._ds = open_data_source(name, split, data_dir)
         self._label_key = TFDS_DATASETS[name][1]
         self.image_size = image_size
@@ -115,7 +119,14 @@ class TfdsSource:
         return len(self._ds)
 
     def _record(self, i: int) -> dict:
-        return self._ds[int(i)]
+        try:
+            return self._ds[int(i)]
+        except Exception as err:
+            raise DatasetReadError(
+                f"cannot read example {int(i)} of {self.name}:{self.split} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200] if str(err) else ''}); its prepared files may be "
+                f"corrupted: prepare the dataset again (see the README's 'Preparing real datasets')"
+            ) from err
 
     def _image(self, record: dict) -> np.ndarray:
         image = np.asarray(record["image"])

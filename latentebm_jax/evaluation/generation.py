@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from latentebm_jax.config_schema import Setting, positive
+from latentebm_jax.config_schema import ConfigError, Setting, positive
 from latentebm_jax.data import iterate_once, load_source, without_class
 from latentebm_jax.evaluation.cache import file_digest
 from latentebm_jax.methods.base import EvalContext, Evaluator
@@ -143,6 +143,18 @@ def fid(ctx: EvalContext) -> dict[str, Any]:
     }
 
 
+def _check_fid(config) -> None:
+    """A weights file that is named and exists must be readable now, not after the whole training."""
+    path = config.eval.inception_weights
+    if path and os.path.isfile(path):
+        from latentebm_jax.metrics.inception import InceptionWeightsError, load_inception_params
+
+        try:
+            load_inception_params(path)
+        except InceptionWeightsError as err:
+            raise ConfigError(f"config key 'eval.inception_weights': {err}") from err
+
+
 EVALUATORS = (
     Evaluator(
         "fd",
@@ -159,5 +171,6 @@ EVALUATORS = (
         needs=("generate",),
         reads=("image",),
         settings=FID_SETTINGS,
+        check=_check_fid,
     ),
 )

@@ -82,7 +82,9 @@ class Method:
     * ``inference_params(state) -> params``: what the predict functions take (the networks and any
       non-trainable state they use);
     * ``predict``: the predict functions (module docstring);
-    * ``latents``: a :class:`LatentSpace`, or ``None`` for a method without a latent prior to probe.
+    * ``latents``: a :class:`LatentSpace`, or ``None`` for a method without a latent prior to probe;
+    * ``watch``: the train-step metrics the divergence guard watches: ``"energy"`` (their magnitude) and
+      ``"generator_grad"`` (gradient norms that must not vanish).
     """
 
     name: str
@@ -92,6 +94,7 @@ class Method:
     predict: Mapping[str, Callable[..., Any]]
     inference_params: Callable[[TrainState], Any] = lambda state: state.params
     latents: LatentSpace | None = None
+    watch: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +161,9 @@ class MethodSpec:
     * ``batch_fields``: the fields of the batches it trains on and produces (which shared evaluators apply);
     * ``evaluators``: the evaluators it owns, by name (names no shared evaluator uses);
     * ``adapt_reference(reference, config)``: for a method whose groups' keys depend on a value (the
-      diffusion prior's backbone kind), make the reference config's groups those of ``config``.
+      diffusion prior's backbone kind), make the reference config's groups those of ``config``;
+    * ``run_only_keys``: keys of its groups that change nothing a checkpoint computes (where a new run
+      reads something from), so a run may continue or be evaluated with them changed.
     """
 
     name: str
@@ -169,6 +174,7 @@ class MethodSpec:
     batch_fields: tuple[str, ...] = ("image",)
     evaluators: Mapping[str, Evaluator] = dataclasses.field(default_factory=dict)
     adapt_reference: Callable[[ml_collections.ConfigDict, ml_collections.ConfigDict], None] | None = None
+    run_only_keys: tuple[str, ...] = ()
 
 
 def shapes_of(init: Callable[[jax.Array], TrainState]) -> Callable[[jax.Array], TrainState]:

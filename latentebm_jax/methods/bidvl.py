@@ -634,6 +634,7 @@ def make(config, splits, steps_per_epoch: int) -> Method:
         predict=predict,
         inference_params=inference_params,
         latents=None,
+        watch={"energy": ("f_data", "f_gen"), "generator_grad": ("grad_norm_gen",)},
     )
 
 

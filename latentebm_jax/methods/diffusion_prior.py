@@ -847,6 +847,7 @@ def make(config, splits, steps_per_epoch: int) -> Method:
         predict=predict,
         inference_params=inference_params,
         latents=LatentSpace(dims=hp.latent_dims, prior_steps=hp.langevin_steps),
+        watch={"energy": tuple(f"g_{s}_{i + 1}" for s in ("pos", "neg") for i in range(hp.num_layers))},
     )
 
 
@@ -859,4 +860,5 @@ SPEC = MethodSpec(
     batch_fields=("image",),
     evaluators=EVALUATORS,
     adapt_reference=_reference,
+    run_only_keys=("diffusion.backbone_dir",),  # the state holds the backbone once a run has started
 )

@@ -220,6 +220,7 @@ def make(config, splits, steps_per_epoch: int) -> Method:
         train_step=functools.partial(train_step, bb, tx),
         predict=predict,
         latents=LatentSpace(dims=bb.latent_dims, prior_steps=0),
+        watch={"generator_grad": ("grad_norm",)},
     )
 
 

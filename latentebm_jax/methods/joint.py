@@ -650,6 +650,7 @@ def make(config, splits, steps_per_epoch: int) -> Method:
         predict=predict,
         inference_params=inference_params,
         latents=LatentSpace(dims=hp.latent_dims, prior_steps=hp.prior_steps if hp.has_ebm else 0),
+        watch={"energy": ("f_pos", "f_neg"), "generator_grad": ("grad_norm_ge",)},
     )
 
 

@@ -72,6 +72,9 @@ from latentebm_jax.state import TrainState, new_train_state
 Params = dict[str, Any]
 Batch = dict[str, jax.Array]
 
+# The train-step metrics the divergence guard watches (training/divergence.py).
+WATCH = {"energy": ("f_pos", "f_neg"), "generator_grad": ("grad_norm_g",)}
+
 # Named sub-streams of an example's key.
 _PRIOR_INIT, _PRIOR_NOISE, _POST_INIT, _POST_NOISE = 0, 1, 2, 3
 DECODE_STREAM = 4  # the likelihood's own draws in generate / reconstruct (token sampling)
@@ -495,6 +498,7 @@ def make(config, splits, steps_per_epoch: int) -> Method:
         train_step=functools.partial(train_step, hp, tx),
         predict=predict,
         latents=LatentSpace(dims=(hp.latent_dim,), prior_steps=hp.prior_steps),
+        watch=WATCH,
     )
 
 

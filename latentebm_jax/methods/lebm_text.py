@@ -618,6 +618,7 @@ def make(config, splits, steps_per_epoch: int) -> Method:
         predict=predict,
         inference_params=lambda state: state.params,
         latents=None,
+        watch=lebm.WATCH,
     )
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import os
 
 import jax
@@ -157,8 +158,13 @@ def domain_classifier(
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = os.path.join(cache_dir, "domain_classifier", f"{dataset_id}_{digest}.npz")
     if os.path.exists(path):
-        params, meta = load_tree(path)
-        return DomainClassifier(params, meta["num_classes"], tuple(meta["shape"]), meta["test_accuracy"])
+        try:
+            params, meta = load_tree(path)
+            return DomainClassifier(params, meta["num_classes"], tuple(meta["shape"]), meta["test_accuracy"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            logging.getLogger("latentebm_jax.metrics").warning(
+                "cached domain classifier %s is unreadable (%s); training it again", path, err
+            )
     clf = train_domain_classifier(train, test, seed=seed, epochs=epochs)
     save_tree(
         path, clf.params, {**settings, "num_classes": clf.num_classes, "test_accuracy": clf.test_accuracy}

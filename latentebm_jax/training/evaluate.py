@@ -8,6 +8,7 @@ evaluator gives: ``latentebm_jax/evaluation`` and the method modules.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -15,11 +16,46 @@ from typing import Any
 import jax
 
 from latentebm_jax import evaluation
-from latentebm_jax.checkpoint import Checkpointer
+from latentebm_jax.checkpoint import Checkpointer, CheckpointError
 from latentebm_jax.data import DataSplits
 from latentebm_jax.state import TrainState
 from latentebm_jax.training.metrics_writer import MetricsWriter, write_json
-from latentebm_jax.training.setup import EVAL_STREAM, SAMPLE_STREAM, RunSetup, is_main_process, log
+from latentebm_jax.training.setup import EVAL_STREAM, SAMPLE_STREAM, RunSetup, is_main_process
+from latentebm_jax.training.workdir import WorkdirLock, check_provenance, check_workdir
+
+
+def stored_config(ckpt: Checkpointer, step: int, workdir: str) -> dict[str, Any] | None:
+    """The config checkpoint ``step`` was written with: its manifest's, else the run's ``config.json`` (a
+    checkpoint from before manifests), else ``None``."""
+    try:
+        manifest = ckpt.read_manifest(step)
+    except CheckpointError:  # reported (or skipped over) when the checkpoint itself is restored
+        manifest = None
+    if manifest is not None and manifest.get("config") is not None:
+        return manifest["config"]
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def restore_checked(setup: RunSetup, workdir: str, mode: str, allow_config_change: bool) -> TrainState:
+    """The newest (intact) checkpoint of ``workdir`` for ``--mode=eval|sample``, after checking the directory
+    and that the config matches the one that wrote it. Nothing is written."""
+    config = setup.config
+    directory = check_workdir(workdir, mode)
+    ckpt = Checkpointer(directory, config.train.keep_checkpoints, primary=is_main_process())
+    try:
+        step = ckpt.latest_step()
+        stored = stored_config(ckpt, step, workdir)
+        check_provenance(stored, config, step, allow_config_change, setup.run_only_keys)
+        state, _ = ckpt.restore_newest_intact(
+            setup.method.state_shapes(setup.init_key()), config.train.bad_checkpoint == "previous"
+        )
+    finally:
+        ckpt.close()
+    return state
 
 
 def evaluate(
@@ -29,16 +65,20 @@ def evaluate(
     splits: DataSplits | None = None,
     state: TrainState | None = None,
     setup: RunSetup | None = None,
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate the newest checkpoint in ``workdir`` (or ``state``) and write ``summary.json``."""
+    """Evaluate the newest checkpoint in ``workdir`` (or ``state``) and write ``summary.json``.
+
+    Without ``state`` it takes the workdir's lock and needs a checkpoint written with an equivalent config
+    (evaluation settings may differ); a missing checkpoint is an error that writes nothing.
+    """
+    if state is None:
+        with WorkdirLock(check_workdir(workdir, "eval"), enabled=is_main_process()):
+            setup = setup or RunSetup(config, splits)
+            state = restore_checked(setup, workdir, "eval", allow_config_change)
+            return evaluate(config, workdir, state=state, setup=setup)
     t0 = time.time()
     setup = setup or RunSetup(config, splits)
-    if state is None:
-        ckpt = Checkpointer(workdir, config.train.keep_checkpoints)
-        state = setup.restore_or_init(ckpt)
-        ckpt.close()
-        if int(state.step) == 0:
-            log.warning("no checkpoint in %s: evaluating the untrained initial model", workdir)
     params = jax.device_put(setup.method.inference_params(state))
     step = int(state.step)
     ctx = setup.context(params, workdir, step, EVAL_STREAM)
@@ -58,16 +98,18 @@ def evaluate_interval(setup: RunSetup, params: Any, workdir: str, step: int) -> 
     return evaluation.run(ctx, setup.interval_evaluators)
 
 
-def sample(config, workdir: str, *, splits: DataSplits | None = None) -> list[str]:
+def sample(
+    config, workdir: str, *, splits: DataSplits | None = None, allow_config_change: bool = False
+) -> list[str]:
     """Run the sampling evaluators of ``config.eval.metrics`` (sample grids, long-run chains) on the newest
     checkpoint, writing to ``<workdir>/samples_final``; returns the files written."""
-    setup = RunSetup(config, splits)
-    ckpt = Checkpointer(workdir, config.train.keep_checkpoints)
-    if ckpt.latest_step() is None:
-        ckpt.close()
-        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}: train first (--mode=train)")
-    state = setup.restore_or_init(ckpt)
-    ckpt.close()
+    with WorkdirLock(check_workdir(workdir, "sample"), enabled=is_main_process()):
+        setup = RunSetup(config, splits)
+        state = restore_checked(setup, workdir, "sample", allow_config_change)
+        return _sample(setup, state, workdir)
+
+
+def _sample(setup: RunSetup, state: TrainState, workdir: str) -> list[str]:
     out_dir = os.path.join(workdir, "samples_final")
     os.makedirs(out_dir, exist_ok=True)
     params = jax.device_put(setup.method.inference_params(state))

@@ -1,12 +1,19 @@
 """The one training loop every method uses, and the evaluation and sampling entry points.
 
-``train`` resumes from the newest checkpoint in the workdir, runs the method's ``pmap``-ed train step with a
-tqdm bar, appends averaged metrics to ``metrics.jsonl``, runs ``config.eval.interval_metrics`` at every eval
-interval, checkpoints periodically and at the end, and finishes with :func:`evaluate` (``summary.json``).
+``train`` checks the run directory and takes its lock, refuses to continue a checkpoint with a config that
+changes what it computes (unless asked to), resumes from the newest checkpoint, runs the method's
+``pmap``-ed train step with a tqdm bar, appends averaged metrics to ``metrics.jsonl``, runs
+``config.eval.interval_metrics`` at every eval interval, checkpoints periodically (each checkpoint with its
+config and checksums) and at the end, and finishes with :func:`evaluate` (``summary.json``).
 
-Every step's metrics are checked for NaN/inf before anything is logged or saved; the first non-finite
-quantity stops the run with :class:`NonFiniteError` naming the step and the quantity, and the newest
-checkpoint on disk is the last good one.
+It stops cleanly:
+
+* on SIGTERM / SIGINT: after the step in flight, checkpointed, with :class:`Preempted` (the command line
+  exits with status 75; the same command resumes);
+* on the first NaN / inf metric: :class:`NonFiniteError` naming the step and the quantity; the newest
+  checkpoint on disk is the last good one;
+* on divergence beyond NaN (energies out of bounds, generator gradients gone; ``training/divergence.py``):
+  :class:`DivergenceError` naming the last checkpoint written before the first warning.
 """
 
 from __future__ import annotations
@@ -23,13 +30,22 @@ from tqdm.auto import tqdm
 from latentebm_jax.checkpoint import Checkpointer
 from latentebm_jax.data import DataSplits
 from latentebm_jax.training import parallel
-from latentebm_jax.training.evaluate import evaluate, evaluate_interval, sample
+from latentebm_jax.training.divergence import DivergenceError, DivergenceGuard
+from latentebm_jax.training.evaluate import evaluate, evaluate_interval, sample, stored_config
 from latentebm_jax.training.metrics_writer import MetricsWriter, write_json
-from latentebm_jax.training.setup import RunSetup, is_main_process, log, write_config
+from latentebm_jax.training.preemption import Preempted, PreemptionWatch
+from latentebm_jax.training.setup import RunSetup, is_main_process, log
+from latentebm_jax.training.workdir import (
+    WorkdirLock,
+    check_provenance,
+    check_workdir,
+    config_json,
+    record_config,
+)
 
 Hook = Callable[[int], None]
 
-__all__ = ["NonFiniteError", "evaluate", "sample", "train"]
+__all__ = ["DivergenceError", "NonFiniteError", "Preempted", "evaluate", "sample", "train"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -56,6 +72,7 @@ def train(
     *,
     splits: DataSplits | None = None,
     hooks: Sequence[Hook] = (),
+    allow_config_change: bool = False,
 ) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming if it holds checkpoints), then evaluate.
 
@@ -65,19 +82,42 @@ def train(
         ``summary.json``.
       splits: data to use instead of ``config.data`` (tests inject small or faulty data here).
       hooks: called as ``hook(step)`` after every step (``step`` = steps completed).
+      allow_config_change: continue from a checkpoint written with a config that differs in keys that
+        change the model, the data or the optimisation (recorded in ``config_history.jsonl``).
 
     Returns:
       the summary written to ``summary.json``.
+
+    Raises:
+      WorkdirError, CheckpointError, ConfigError before anything compiles; Preempted, NonFiniteError,
+      DivergenceError while training.
     """
     t_start = time.time()
-    os.makedirs(workdir, exist_ok=True)
     main = is_main_process()
-    if main:
-        write_config(config, workdir)
-    setup = RunSetup(config, splits)
+    workdir = check_workdir(workdir, "train")
+    with WorkdirLock(workdir, enabled=main):
+        setup = RunSetup(config, splits)
+        tcfg = config.train
+        ckpt = Checkpointer(workdir, tcfg.keep_checkpoints, primary=main)
+        try:
+            newest = ckpt.latest_step()
+            changes = []
+            if newest is not None:
+                stored = stored_config(ckpt, newest, workdir)
+                changes = check_provenance(stored, config, newest, allow_config_change, setup.run_only_keys)
+            if main:
+                record_config(config, workdir, changes)
+            state = setup.restore_or_init(ckpt)
+            summary = _train_loop(setup, ckpt, state, workdir, hooks, t_start)
+        finally:
+            ckpt.close()
+    return summary
+
+
+def _train_loop(setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks, t_start: float) -> dict:
+    config, main = setup.config, is_main_process()
     tcfg = config.train
-    ckpt = Checkpointer(workdir, tcfg.keep_checkpoints)
-    state = setup.restore_or_init(ckpt)
+    cfg_json = config_json(config)
     start, total = int(state.step), setup.total_steps
     writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), enabled=main)
     writer.truncate_after(start)
@@ -88,7 +128,19 @@ def train(
     step_fn = parallel.pmap_train_step(setup.method.train_step)
     pending: list[tuple[int, Any]] = []
     window: list[dict[str, float]] = []
-    last_good = ckpt.latest_step()
+    saved = ckpt.all_steps()
+    guard = DivergenceGuard(tcfg, setup.method.watch)
+
+    def last_good(before: int | None = None) -> str:
+        good = [s for s in saved if before is None or s < before]
+        if not good:
+            return "no checkpoint was written before it"
+        return f"the last good checkpoint is step {good[-1]} in {ckpt.directory}"
+
+    def save(step: int) -> None:
+        if step not in saved:
+            ckpt.save(step, parallel.unreplicate(pstate), cfg_json)
+            saved.append(step)
 
     def flush() -> None:
         """Fetch pending metrics, stop on the first non-finite one, log window averages."""
@@ -98,15 +150,10 @@ def train(
         bad = _first_non_finite(fetched)
         if bad is not None:
             step, values = bad
-            where = (
-                f"the last good checkpoint is step {last_good} in {ckpt.directory}"
-                if last_good is not None
-                else "no checkpoint was written before it"
-            )
             quantities = ", ".join(f"'{k}' = {v}" for k, v in values.items())
             raise NonFiniteError(
-                f"training stopped at step {step}: non-finite {quantities}; {where}. "
-                f"Lower the learning rates or Langevin step sizes, or enable train.grad_clip_norm."
+                f"training stopped at step {step}: non-finite {quantities}; {last_good()}. "
+                f"Lower the learning rates or Langevin step sizes, or set a gradient clip norm."
             )
         window.extend(m for _, m in fetched)
 
@@ -117,17 +164,30 @@ def train(
         window.clear()
         writer.write(done, {"epoch": done / setup.steps_per_epoch, **means})
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
+        problems = guard.check(done, means)
+        if problems:
+            later = [s for s in saved if s >= guard.first_warning]
+            suspect = f" (checkpoints {later} were written after the first warning)" if later else ""
+            raise DivergenceError(
+                f"training stopped at step {done}: {'; '.join(problems)} for {guard.streak} log windows in a "
+                f"row since step {guard.first_warning}; {last_good(before=guard.first_warning)}{suspect}. "
+                f"Lower the learning rates or step sizes, or raise train.max_abs_energy / lower "
+                f"train.min_grad_norm if these values are expected."
+            )
 
     t_loop = time.time()
     first_step_seconds = 0.0
-    with tqdm(
-        total=total,
-        initial=start,
-        desc=f"train {config.method}",
-        unit="step",
-        dynamic_ncols=True,
-        **_progress_kwargs(main),
-    ) as bar:
+    with (
+        PreemptionWatch() as watch,
+        tqdm(
+            total=total,
+            initial=start,
+            desc=f"train {config.method}",
+            unit="step",
+            dynamic_ncols=True,
+            **_progress_kwargs(main),
+        ) as bar,
+    ):
         batches = setup.batcher.iterate(start, total, prefetch=tcfg.prefetch)
         for step, batch in zip(range(start, total), batches):
             pstate, metrics = step_fn(pstate, parallel.shard_batch(batch))
@@ -145,9 +205,12 @@ def train(
                 write_window(done, bar)
             if done % tcfg.ckpt_every == 0 or is_last:
                 flush()
-                if main:
-                    ckpt.save(done, parallel.unreplicate(pstate))
-                last_good = done
+                save(done)
+            if not is_last and watch.should_stop(done):
+                flush()
+                write_window(done, bar)
+                save(done)
+                raise Preempted(watch.signal_name, done, ckpt.directory)
             if tcfg.eval_every and done % tcfg.eval_every == 0 and not is_last:
                 flush()
                 if main and setup.interval_evaluators:
@@ -159,9 +222,7 @@ def train(
     train_time = time.time() - t_loop
     flush()
     final = parallel.unreplicate(pstate)
-    if main and int(final.step) not in ckpt.all_steps():
-        ckpt.save(int(final.step), final)
-    ckpt.close()
+    save(int(final.step))
     summary = evaluate(config, workdir, state=final, setup=setup)
     summary.update(
         {

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from typing import Any
+
+log = logging.getLogger("latentebm_jax.training")
 
 
 def _plain(value: Any) -> Any:
@@ -57,7 +60,24 @@ def write_json(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+class MetricsFileError(ValueError):
+    """A ``metrics.jsonl`` line other than the last one is not JSON."""
+
+
 def read_jsonl(path: str) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl``."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """All records of a ``metrics.jsonl``. A partial last line (a write cut short, e.g. by a full disk) is
+    dropped with a warning; a broken line before it is a :class:`MetricsFileError` naming the line."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i == len(lines) - 1:
+                log.warning("dropping the partial last line of %s (a write that was cut short)", path)
+                break
+            raise MetricsFileError(
+                f"line {i + 1} of {path} is not JSON ({err.msg}); remove or repair that line"
+            ) from err
+    return records

@@ -3,19 +3,17 @@ restoring."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 
 import jax
 
 from latentebm_jax import evaluation
 from latentebm_jax.checkpoint import Checkpointer
+from latentebm_jax.config_schema import ConfigError
 from latentebm_jax.data import DataSplits, EpochBatcher, load_splits
 from latentebm_jax.methods import Method, make_method, spec
 from latentebm_jax.methods.base import EvalContext
 from latentebm_jax.state import TrainState
-from latentebm_jax.training.metrics_writer import write_json
 
 log = logging.getLogger("latentebm_jax.training")
 
@@ -33,16 +31,16 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-def write_config(config, workdir: str) -> None:
-    """Write ``config.json``, warning if the workdir held a different config."""
-    path = os.path.join(workdir, "config.json")
-    new = json.loads(config.to_json_best_effort())
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        if old != new:
-            log.warning("config differs from the one in %s; the run continues with the new one", path)
-    write_json(path, new)
+def check_data(config, splits: DataSplits) -> None:
+    """What only the loaded data shows: the training split is not empty and the batch fits it (the held-out
+    class and the kept classes are checked by ``load_splits``), before anything compiles."""
+    n, gb = len(splits.train), config.train.batch_size
+    if n == 0:
+        raise ConfigError(f"the training split of {config.data.name!r} is empty (check data.classes)")
+    if gb > n:
+        raise ConfigError(
+            f"config key 'train.batch_size' = {gb} is larger than the {n} training examples; use at most {n}"
+        )
 
 
 class RunSetup:
@@ -58,13 +56,18 @@ class RunSetup:
         gb = config.train.batch_size
         n_dev = jax.local_device_count() * jax.process_count()
         if gb % n_dev:
-            raise ValueError(f"config key 'train.batch_size' = {gb} must be divisible by the {n_dev} devices")
+            raise ConfigError(
+                f"config key 'train.batch_size' = {gb} must be divisible by the {n_dev} devices; use a "
+                f"multiple of {n_dev}"
+            )
+        check_data(config, self.splits)
         self.batcher = EpochBatcher(
             self.splits.train, gb, config.seed, jax.process_index(), jax.process_count()
         )
         self.steps_per_epoch = self.batcher.steps_per_epoch
         self.method: Method = make_method(config, self.splits, self.steps_per_epoch)
         method_spec = spec(config.method)
+        self.run_only_keys = method_spec.run_only_keys
         self.evaluators = evaluation.selected(config, method_spec, "metrics")
         self.interval_evaluators = evaluation.selected(config, method_spec, "interval_metrics")
         evaluation.check_method(self.method, self.evaluators, "eval.metrics")
@@ -80,13 +83,14 @@ class RunSetup:
         return self.method.init(self.init_key())
 
     def restore_or_init(self, ckpt: Checkpointer) -> TrainState:
-        """The newest checkpoint (restored into the method's state shapes, nothing initialised), or a fresh
-        state if there is none."""
-        step = ckpt.latest_step()
-        if step is None:
+        """The newest checkpoint (restored into the method's state shapes, nothing initialised; with
+        ``train.bad_checkpoint = "previous"`` the newest intact one), or a fresh state if there is none."""
+        if ckpt.latest_step() is None:
             return self.initial_state()
+        fallback = self.config.train.bad_checkpoint == "previous"
+        state, step = ckpt.restore_newest_intact(self.method.state_shapes(self.init_key()), fallback)
         log.info("resuming from checkpoint at step %d in %s", step, ckpt.directory)
-        return ckpt.restore(self.method.state_shapes(self.init_key()), step)
+        return state
 
     def context(self, params, out_dir: str, step: int, stream: int) -> EvalContext:
         """The evaluators' view of a checkpoint: its parameters, the data, where to write, its key."""
