@@ -163,8 +163,8 @@ def test_time_conditioned_energies_shapes_and_time_dependence():
     key = jax.random.key(0)
     z = (jnp.ones((2, 3)), jnp.ones((2, 8, 8, 4)))
     net = LayerwiseEnergy(num_layers=2, hidden=16, num_blocks=2, out_dims=(1, 5), spectral_norm=True)
-    variables = net.init(key, z, jnp.zeros((2,), jnp.int32))
-    outs = net.apply(variables, z, jnp.asarray([0, 2]))
+    variables = jax.jit(net.init)(key, z, jnp.zeros((2,), jnp.int32))  # one program, not op by op
+    outs = jax.jit(net.apply)(variables, z, jnp.asarray([0, 2]))
     assert outs[0].shape == (2, 1) and outs[1].shape == (2, 5)
     assert not np.allclose(outs[0][0], outs[0][1])  # same z, different t
     single = TimeConditionedEnergy(hidden=8)

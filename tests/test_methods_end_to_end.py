@@ -44,20 +44,18 @@ TINY = {
                   "diffusion.ebm_hidden": 4, "diffusion.ebm_blocks": 1,
                   "eval.metrics": ("reconstruction", "samples")},
     "bidvl": {"bidvl.latent_dim": 2, "bidvl.enc_width": 2, "bidvl.gen_width": 2, "bidvl.ebm_width": 2,
-              "bidvl.conv_impl": "xla", "eval.metrics": ("reconstruction", "anomaly", "ood", "samples"),
-              "eval.ood_max_examples": 20},
+              "bidvl.conv_impl": "xla", "eval.metrics": ("reconstruction", "samples")},
     "lebm_text": {"lebm_text.latent_dim": 2, "lebm_text.ebm_hidden": 4, "lebm_text.embed_dim": 4,
                   "lebm_text.decoder_hidden": 4, "data.max_len": 12, "sampler.prior_steps": 2,
-                  "sampler.posterior_steps": 2, "eval.metrics": ("recon_nll", "text_samples", "text_chains"),
-                  "eval.long_run_steps": (2,), "eval.long_run_chains": 2},
+                  "sampler.posterior_steps": 2, "eval.metrics": ("recon_nll", "text_samples")},
 }  # fmt: skip
 WRITES = {
     "lebm": ("reconstructions.png", "samples.png", "chain_2.png", "samples/samples_0000001.png"),
     "joint": ("reconstructions.png", "samples.png", "reconstructions/recon_0000001.png"),
     "hvae": ("reconstructions.png", "samples.png"),
     "diffusion": ("reconstructions.png", "samples.png"),
-    "bidvl": ("reconstructions.png", "samples.png", "ood_energy.png"),
-    "lebm_text": ("samples.txt", "chain_2.txt", "samples/samples_0000001.txt"),
+    "bidvl": ("reconstructions.png", "samples.png"),
+    "lebm_text": ("samples.txt", "samples/samples_0000001.txt"),
 }
 
 

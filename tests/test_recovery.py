@@ -291,10 +291,6 @@ def _main(*args, timeout=120):
             ("--config.data.holdout_class=42",),
             "'data.holdout_class' names [42], which are not classes of 'digits'",
         ),
-        (("--config.train.batch_size=5000",), "'train.batch_size' = 5000 is larger than the 1298 training"),
-        (("--config.seed=-3",), "'seed' has value -3; it must be an integer in [0, 2^32)"),
-        (("--config.train.num_steps=0",), "'train.num_steps' has value 0; it must be -1 (use num_epochs)"),
-        (("--config.eval.max_test_examples=0",), "'eval.max_test_examples' has value 0"),
         (("--mode=eval",), "no checkpoint in"),
         (
             ("--config=configs/nonexistent.py",),
@@ -307,8 +303,37 @@ def test_user_errors_are_one_line_without_a_traceback(tmp_path, args, message):
     rest = [a for a in args if not a.startswith("--config=")]
     out = _main(*config, f"--workdir={tmp_path / 'run'}", *rest)
     assert out.returncode != 0 and message in out.stderr, out.stderr[-2000:]
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 2
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"train.batch_size": 5000}, "'train.batch_size' = 5000 is larger than the 1298 training examples"),
+        ({"seed": -3}, "'seed' has value -3; it must be an integer in [0, 2^32)"),
+        ({"train.num_steps": 0}, "'train.num_steps' has value 0; it must be -1 (use num_epochs)"),
+        ({"eval.max_test_examples": 0}, "'eval.max_test_examples' has value 0"),
+        (
+            {"data.classes": (0, 11), "data.holdout_class": -1},
+            "'data.classes' names [11], which are not classes",
+        ),
+    ],
+)
+def test_config_and_data_errors_are_found_before_anything_compiles(tiny_config, overrides, message):
+    """The same errors the command line prints in one line (main's handler prints a ConfigError's text)."""
+    config = tiny_config()
+    with config.ignore_type():
+        for key, value in overrides.items():
+            *groups, leaf = key.split(".")
+            target = config
+            for g in groups:
+                target = target[g]
+            target[leaf] = value
+    with pytest.raises(ConfigError) as info:
+        default.validate(config)
+        RunSetup(config, None)  # what only the data shows
+    assert message in str(info.value)
 
 
 def test_a_workdir_that_is_a_file_and_garbage_inception_weights_are_refused_early(tmp_path):
