@@ -1,5 +1,5 @@
 """Every registered method through the runner at tiny sizes: train two steps, checkpoint, evaluate the
-checkpoint again in a fresh setup (restored into ``Method.state_shapes``, nothing initialised), sample.
+checkpoint again in a fresh setup (restored into ``Method.state_shapes``, nothing initialised).
 
 The long runs that check learning are behind ``-m slow`` (one per method); this module checks the seams:
 config groups, ``make``, the predict functions the evaluators call, checkpoint round trips. (LEBM's tiny run
@@ -78,7 +78,7 @@ def backbone_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", sorted(set(TINY) - {"lebm"}))
-def test_train_evaluate_again_and_sample(method, tmp_path, backbone_run):
+def test_train_and_evaluate_again(method, tmp_path, backbone_run):
     extra = {"diffusion.backbone_dir": backbone_run} if method == "diffusion" else {}
     config = _config(method, **extra)
     workdir = str(tmp_path / method)
@@ -94,5 +94,3 @@ def test_train_evaluate_again_and_sample(method, tmp_path, backbone_run):
     assert again["step"] == 2
     for key, value in numbers.items():
         assert again[key] == pytest.approx(value, rel=1e-6), key  # same checkpoint, same keys, same numbers
-    paths = loop.sample(config, workdir)
-    assert paths and all(p.startswith(os.path.join(workdir, "samples_final")) for p in paths)

@@ -315,7 +315,7 @@ def test_user_errors_are_one_line_without_a_traceback(tmp_path, args, message):
         ({"train.num_steps": 0}, "'train.num_steps' has value 0; it must be -1 (use num_epochs)"),
         ({"eval.max_test_examples": 0}, "'eval.max_test_examples' has value 0"),
         (
-            {"data.classes": (0, 11), "data.holdout_class": -1},
+            {"data.classes": (0, 9, 11)},
             "'data.classes' names [11], which are not classes",
         ),
     ],
