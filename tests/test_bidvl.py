@@ -469,6 +469,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a subprocess with 4 simulated devices: compiles the step twice
 def test_batch_norm_statistics_agree_between_1_and_4_devices(tmp_path):
     """Two train steps on 4 simulated devices (BatchNorm synchronised over the ``batch`` axis, in a
     subprocess) equal the single-device steps on the same global batches: BatchNorm running averages,
