@@ -24,8 +24,16 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, pictures).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to do.")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() first (multi-host TPU pods)."
+    "distributed",
+    False,
+    "Call jax.distributed.initialize() first: on TPU pods and SLURM/cloud clusters JAX finds the "
+    "coordinator itself; elsewhere also pass --coordinator_address, --num_processes and --process_id.",
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (with --distributed), e.g. localhost:12355."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 … num_processes-1.")
 _ALLOW_CHANGE = flags.DEFINE_bool(
     "allow_config_change",
     False,
@@ -46,6 +54,7 @@ def main(argv: list[str]) -> int:
     config = _CONFIG.value
     try:
         validate(config)
+        _check_distributed_flags()
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
@@ -55,9 +64,26 @@ def main(argv: list[str]) -> int:
     from latentebm_jax.training import loop
     from latentebm_jax.training.preemption import EXIT_PREEMPTED, Preempted
 
-    if _DISTRIBUTED.value:
-        jax.distributed.initialize()
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    if _DISTRIBUTED.value:
+        try:
+            jax.distributed.initialize(
+                coordinator_address=_COORDINATOR.value,
+                num_processes=_NUM_PROCESSES.value,
+                process_id=_PROCESS_ID.value,
+                initialization_timeout=_INIT_TIMEOUT_S,
+            )
+        except Exception as err:  # no cluster detected, coordinator unreachable, processes missing
+            if _DEBUG.value:
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            print(
+                f"error: --distributed could not join the other processes ({first[:300]}); pass "
+                f"--coordinator_address, --num_processes and --process_id unless the cluster sets them, "
+                f"and start every process within {_INIT_TIMEOUT_S} s",
+                file=sys.stderr,
+            )
+            return 1
     logging.getLogger("latentebm_jax").setLevel(logging.INFO)
     workdir, allow = _WORKDIR.value, _ALLOW_CHANGE.value
     print(
@@ -88,6 +114,31 @@ def main(argv: list[str]) -> int:
         + ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
     )
     return 0
+
+
+_INIT_TIMEOUT_S = 300  # how long a process waits for the others to join
+
+
+def _check_distributed_flags() -> None:
+    """The explicit multi-process flags go together and make sense (before anything starts)."""
+    from latentebm_jax.config_schema import ConfigError
+
+    given = {
+        "--coordinator_address": _COORDINATOR.value,
+        "--num_processes": _NUM_PROCESSES.value,
+        "--process_id": _PROCESS_ID.value,
+    }
+    named = [k for k, v in given.items() if v is not None]
+    if named and not _DISTRIBUTED.value:
+        raise ConfigError(f"{', '.join(named)} only apply to multi-process runs; add --distributed")
+    n, i = _NUM_PROCESSES.value, _PROCESS_ID.value
+    if n is not None and n < 1:
+        raise ConfigError(f"--num_processes = {n} must be at least 1")
+    if n is not None and i is not None and not 0 <= i < n:
+        raise ConfigError(f"--process_id = {i} must be in 0 … {n - 1} (--num_processes = {n})")
+    address = _COORDINATOR.value
+    if address is not None and (":" not in address or not address.rsplit(":", 1)[1].isdigit()):
+        raise ConfigError(f"--coordinator_address = {address!r} must be host:port, e.g. localhost:12355")
 
 
 def _user_error(err: Exception, workdir: str) -> int | None:
