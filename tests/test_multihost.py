@@ -43,14 +43,17 @@ def _env(devices: int = 1) -> dict[str, str]:
 
 def _two_hosts(workdir: str, *args: str) -> list[subprocess.Popen]:
     port = _free_port()
+    command = [sys.executable, "-m", "experiments.main", *TINY, f"--workdir={workdir}", *args]
+    hosts = ["--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2"]
     return [
         subprocess.Popen(
-            [
-                sys.executable, "-m", "experiments.main", *TINY, f"--workdir={workdir}", *args, "--distributed",
-                f"--coordinator_address=localhost:{port}", "--num_processes=2", f"--process_id={i}",
-            ],  # fmt: skip
-            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [*command, *hosts, f"--process_id={i}"],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
 
@@ -86,7 +89,8 @@ def test_two_hosts_train_checkpoint_resume_and_match_one_process(tmp_path):
             assert status == 0, err[-3000:]
             assert "Traceback" not in err
     assert Checkpointer(two).all_steps() == [10, 12, 16]
-    rows = [json.loads(line) for line in open(os.path.join(two, "metrics.jsonl"))]
+    with open(os.path.join(two, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
     # one writer, nothing twice: the training windows, and the final evaluations of both runs
     assert [r["step"] for r in rows if "epoch" in r] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert [r["step"] for r in rows if "eval/recon_mse" in r] == [10, 16]
