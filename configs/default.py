@@ -30,8 +30,7 @@ from latentebm_jax.config_schema import (
     non_negative_int,
     positive_int,
 )
-from latentebm_jax.data.settings import IMAGE_DATASETS, data_group, validate_data
-from latentebm_jax.data.text import TEXT_CORPORA
+from latentebm_jax.data.settings import check_dataset_name, data_group, validate_data
 
 TRAIN = {
     "batch_size": Setting(100, "global batch (divided over the devices)", check=positive_int),
@@ -100,11 +99,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     allows, cross-field checks. Raises :class:`ConfigError` naming the key, the value and the fix."""
     spec = methods.spec(config.get("method"))
     name = config.get("data", {}).get("name")
-    if name not in IMAGE_DATASETS + TEXT_CORPORA:
-        raise ConfigError(
-            f"config key 'data.name' has value {name!r}; image datasets: {list(IMAGE_DATASETS)}, text "
-            f"corpora: {list(TEXT_CORPORA)}"
-        )
+    check_dataset_name(name, config.get("data", {}).get("data_dir", ""))
     reference = get_config(spec.name)
     reference.data = data_group(name)
     if spec.adapt_reference is not None:

@@ -177,7 +177,8 @@ def test_command_line_missing_dataset_says_how_to_prepare_it(tmp_path):
         f"--config.data.data_dir={tmp_path / 'tfds'}",
     )
     assert out.returncode == 1, out.stderr[-2000:]
-    assert "svhn_cropped" in out.stderr and "tfds build svhn_cropped" in out.stderr
+    assert "svhn_cropped" in out.stderr and "experiments.prepare_data svhn_cropped" in out.stderr
+    assert "Variant folder" not in out.stderr  # tfds' warning about a folder that does not exist
     assert f"--data_dir={tmp_path / 'tfds'}" in out.stderr
 
 

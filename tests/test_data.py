@@ -78,7 +78,8 @@ def test_missing_dataset_error_names_it_and_gives_the_command(tmp_path):
     with pytest.raises(DatasetNotFoundError) as info:
         open_data_source("cifar10", "train", str(tmp_path))
     msg = str(info.value)
-    assert "cifar10" in msg and f"tfds build cifar10 --data_dir={tmp_path}" in msg
+    assert "cifar10" in msg and f"experiments.prepare_data cifar10 --data_dir={tmp_path}" in msg
+    assert "Underlying error" not in msg and "TFRECORD" not in msg  # no misleading tfds detail
     with pytest.raises(ValueError, match="no split 'valid'"):
         open_data_source("cifar10", "valid", str(tmp_path))
 

@@ -25,6 +25,7 @@ from latentebm_jax.data.tfds_sources import (
     DatasetReadError,
     TfdsSource,
     open_data_source,
+    prepared_info,
 )
 
 EMBEDDED_DATASETS = ("digits",)
@@ -50,7 +51,7 @@ def load_source(data_config, split: str) -> ImageSource:
     d = data_config
     if d.name == "digits":
         return load_digits(split, d.image_size, d.channels)
-    if d.name in TFDS_DATASETS:
+    if d.name in TFDS_DATASETS or prepared_info(d.name, d.data_dir or None) is not None:
         return TfdsSource(
             d.name,
             split,
@@ -61,7 +62,7 @@ def load_source(data_config, split: str) -> ImageSource:
             resize_method=d.resize_method,
             attributes=tuple(d.get("attributes", ())),
         )
-    raise ValueError(f"unknown dataset {d.name!r}; available: {DATASETS}")
+    raise ValueError(f"unknown dataset {d.name!r}; available: {DATASETS} or one prepared in data.data_dir")
 
 
 def load_splits(data_config) -> DataSplits:

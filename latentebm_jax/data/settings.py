@@ -13,7 +13,13 @@ from latentebm_jax.config_schema import ConfigError, Setting, check_group, group
 from latentebm_jax.data.preprocess import CROPS
 from latentebm_jax.data.text import SPLITS as TEXT_SPLITS
 from latentebm_jax.data.text import TEXT_CORPORA
-from latentebm_jax.data.tfds_sources import CELEBA_ATTRIBUTES, TFDS_DATASETS
+from latentebm_jax.data.tfds_sources import (
+    CELEBA_ATTRIBUTES,
+    TFDS_DATASETS,
+    default_data_dir,
+    prepared_info,
+    prepared_splits,
+)
 
 IMAGE_DATASETS = ("digits", *TFDS_DATASETS)
 
@@ -23,7 +29,9 @@ _COMMON = {
     "test_split": Setting("test", "split evaluated on"),
 }
 IMAGE_SETTINGS = {
-    "name": Setting("svhn_cropped", "dataset", choices=IMAGE_DATASETS),
+    "name": Setting(
+        "svhn_cropped", f"dataset: {', '.join(IMAGE_DATASETS)}, or one prepared in data_dir (your own)"
+    ),
     **_COMMON,
     "image_size": Setting(32, "side of the square images", choices=(8, 16, 32, 64, 128)),
     "channels": Setting(3, "1 (grey) or 3 (RGB)", choices=(1, 3)),
@@ -79,8 +87,24 @@ def data_group(name: str, **values) -> ml_collections.ConfigDict:
     return group
 
 
+def check_dataset_name(name: str, data_dir: str) -> None:
+    """``name`` is a built-in image dataset, a text corpus, or a dataset prepared in ``data_dir`` (your own
+    data, ``celeb_a_hq/256``); checked on the filesystem before anything loads."""
+    if name in IMAGE_DATASETS or name in TEXT_CORPORA:
+        return
+    directory = data_dir or default_data_dir()
+    if not isinstance(name, str) or not name or prepared_info(name, directory) is None:
+        raise ConfigError(
+            f"config key 'data.name' has value {name!r}, which is no built-in dataset "
+            f"({', '.join(IMAGE_DATASETS)}; text: {', '.join(TEXT_CORPORA)}) and not prepared in data_dir "
+            f"{directory}; prepare your own with python -m experiments.prepare_data images|arrays "
+            f"--name={name} --data_dir={directory}"
+        )
+
+
 def validate_data(data: ml_collections.ConfigDict) -> None:
     """Values of the ``data`` group (keys and types are checked against :func:`data_group`)."""
+    check_dataset_name(data.name, data.data_dir)
     check_group(data, TEXT_SETTINGS if is_text(data.name) else IMAGE_SETTINGS, "data")
     if is_text(data.name):
         for key in ("train_split", "test_split"):
@@ -89,6 +113,15 @@ def validate_data(data: ml_collections.ConfigDict) -> None:
                     f"config key 'data.{key}' has value {data[key]!r}; text splits: {list(TEXT_SPLITS)}"
                 )
         return
+    if data.name not in IMAGE_DATASETS:  # prepared in data_dir: its splits are on disk
+        info = prepared_info(data.name, data.data_dir or default_data_dir())
+        splits = prepared_splits(info)
+        for key in ("train_split", "test_split"):
+            if data[key].split("[")[0] not in splits:
+                raise ConfigError(
+                    f"config key 'data.{key}' has value {data[key]!r}; {data.name!r} has splits "
+                    f"{list(splits)} (a slice like 'train[:90%]' works too)"
+                )
     if data.classes and data.holdout_class >= 0 and data.holdout_class not in data.classes:
         raise ConfigError(
             f"config key 'data.holdout_class' = {data.holdout_class} is not among "

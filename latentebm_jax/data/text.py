@@ -243,19 +243,9 @@ def _open_snli(split: str, data_dir: str | None):
 
     (Not in ``tfds_sources.TFDS_DATASETS``, which lists the *image* datasets a config may name.)
     """
-    import tensorflow_datasets as tfds
+    from latentebm_jax.data.tfds_sources import open_data_source
 
-    from latentebm_jax.data.tfds_sources import DatasetNotFoundError, default_data_dir, prepare_command
-
-    data_dir = data_dir or default_data_dir()
-    try:
-        return tfds.data_source("snli", split=split, data_dir=data_dir, download=False)
-    except Exception as err:  # tfds raises several types here; all mean "not readable as prepared"
-        raise DatasetNotFoundError(
-            f"dataset 'snli' split {split!r} is not readable from data_dir {data_dir}. Prepare it offline "
-            f"with:\n  {prepare_command('snli', data_dir)}\n(on a machine with network access, then copy "
-            f"{data_dir}/snli here). Underlying error: {type(err).__name__}: {err}"
-        ) from err
+    return open_data_source("snli", split, data_dir)
 
 
 class TextSource:
