@@ -57,6 +57,7 @@ MODULES = (
     "latentebm_jax.data.digits",
     "latentebm_jax.data.sources",
     "latentebm_jax.data.tfds_sources",
+    "latentebm_jax.data.prepare",
     "latentebm_jax.data.pipeline",
     "latentebm_jax.data.text",
     "latentebm_jax.data.toy_grammar",

@@ -231,6 +231,8 @@ def _describe(name: str, builder, already: bool = False) -> Prepared:
 
 
 def _writable_dir(path: str, flag: str) -> str:
+    if "://" in path:  # a bucket (gs://...): tfds writes it through its own file system layer
+        return path
     path = os.path.abspath(os.path.expanduser(path))
     if os.path.exists(path) and not os.path.isdir(path):
         raise PrepareError(f"{flag} {path} is a file, not a folder")
