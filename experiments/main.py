@@ -147,7 +147,7 @@ def _user_error(err: Exception, workdir: str) -> int | None:
     from latentebm_jax.backbones import BackboneError
     from latentebm_jax.checkpoint import CheckpointError
     from latentebm_jax.config_schema import ConfigError
-    from latentebm_jax.data import DatasetNotFoundError
+    from latentebm_jax.data import DatasetNotFoundError, DatasetReadError
     from latentebm_jax.metrics.inception import InceptionWeightsError
     from latentebm_jax.training.divergence import DivergenceError
     from latentebm_jax.training.loop import NonFiniteError
@@ -168,6 +168,7 @@ def _user_error(err: Exception, workdir: str) -> int | None:
         BackboneError,
         CheckpointError,
         DatasetNotFoundError,
+        DatasetReadError,
         DivergenceError,
         InceptionWeightsError,
         MetricsFileError,

@@ -60,8 +60,12 @@ def _list() -> None:
 
 
 def main(argv: list[str]) -> int:
+    from absl import logging as absl_logging
+
     from latentebm_jax.data import prepare
     from latentebm_jax.data.tfds_sources import default_data_dir
+
+    absl_logging.set_verbosity(absl_logging.ERROR)  # tfds' notes; its progress bars stay
 
     try:
         if _LIST.value:
@@ -72,6 +76,8 @@ def main(argv: list[str]) -> int:
             return 2
         dataset = argv[1]
         data_dir = _DATA_DIR.value or default_data_dir()
+        if "://" not in data_dir:
+            data_dir = os.path.abspath(os.path.expanduser(data_dir))
         if dataset in ("images", "arrays"):
             if not _SOURCE.value or not _NAME.value:
                 print(f"error: {dataset} needs --source and --name", file=sys.stderr)

@@ -30,6 +30,7 @@ from raw_datasets import (  # noqa: E402
     write_svhn,
 )
 
+from latentebm_jax.config_schema import ConfigError  # noqa: E402
 from latentebm_jax.data import CELEBA_ATTRIBUTES, TfdsSource, load_text_corpus, open_data_source, prepare  # noqa: E402
 from latentebm_jax.data.text import load_snli_sentences  # noqa: E402
 
@@ -173,6 +174,8 @@ def test_image_folder_with_class_subfolders(tmp_path):
     assert sorted(zip(names, (x.tobytes() for x in got))) == sorted(
         zip((f"class_{y}" for y in labels), (x.tobytes() for x in images))
     )
+    with pytest.raises(ConfigError, match=r"'data.crop' = 'celeba_lebm' needs images of at least 173×153"):
+        TfdsSource("my_faces", "train", str(tmp_path / "tfds"), 16, 3, crop_name="celeba_lebm")
     with pytest.raises(prepare.PrepareError, match="exists already; pass --overwrite"):
         prepare.prepare_image_folder(str(tmp_path / "faces"), "my_faces", str(tmp_path / "tfds"))
 
@@ -243,3 +246,24 @@ def test_readme_commands_prepare_a_folder_and_train_on_it_by_name(tmp_path):
     )  # fmt: skip
     assert wrong.returncode == 2 and "'picturez'" in wrong.stderr and "Traceback" not in wrong.stderr
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_a_corrupted_array_record_shard_is_named_not_a_traceback(tmp_path):
+    import glob
+
+    from latentebm_jax.data import DatasetReadError
+
+    images, labels = digit_images(16, 1)
+    path = str(tmp_path / "arrays.npz")
+    np.savez(path, images=images[:200], labels=labels[:200])
+    prepare.prepare_arrays(path, "to_break", str(tmp_path / "tfds"), test_fraction=0.0)
+    (shard,) = glob.glob(str(tmp_path / "tfds" / "to_break" / "1.0.0" / "*train.array_record*"))
+    with open(shard, "rb") as f:
+        data = bytearray(f.read())
+    data[len(data) // 3 : len(data) // 3 + 64] = bytes(64)  # a zeroed stretch inside the records
+    with open(shard, "wb") as f:
+        f.write(data)
+    src = TfdsSource("to_break", "train", str(tmp_path / "tfds"), 16, 1)
+    with pytest.raises(DatasetReadError, match=r"to_break:train .*prepare the dataset again"):
+        src.labels()
+        src.get(np.arange(len(src)))

@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -379,3 +380,21 @@ def test_disk_full_is_recognised_whatever_layer_raises_it():
 
     assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+
+
+@pytest.mark.parametrize(
+    "workdir,message",
+    [
+        ("", "--workdir is empty"),
+        ("runs/caf\udce9", "is not valid UTF-8"),
+        (
+            "/proc/latentebm_jax_run",
+            "cannot create --workdir /proc/latentebm_jax_run",
+        ),  # read-only even for root
+    ],
+)
+def test_an_empty_non_utf8_or_unwritable_workdir_is_refused_before_anything_runs(workdir, message):
+    from latentebm_jax.training.workdir import WorkdirError, check_workdir
+
+    with pytest.raises(WorkdirError, match=re.escape(message)):
+        check_workdir(workdir, "train")

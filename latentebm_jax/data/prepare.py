@@ -253,7 +253,7 @@ def _check_name(name: str | None) -> str:
             f"--name {name!r} must be lower-case letters, digits and underscores, starting with a letter "
             f"(e.g. my_faces)"
         )
-    if name in tfds.list_builders() or name in ("digits",):
+    if name in tfds.list_builders(with_community_datasets=False) or name in ("digits",):
         raise PrepareError(
             f"--name {name!r} is taken by a dataset tfds or this library knows; choose another"
         )

@@ -16,7 +16,8 @@ import threading
 
 import numpy as np
 
-from latentebm_jax.data.preprocess import crop, match_channels, resize, to_model_range
+from latentebm_jax.config_schema import ConfigError
+from latentebm_jax.data.preprocess import CROPS, crop, match_channels, resize, to_model_range
 
 # name -> (splits, label feature or None)
 TFDS_DATASETS: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -184,11 +185,28 @@ class TfdsSource:
         self.crop_name = crop_name
         self.resize_method = resize_method
         self.image_shape = (image_size, image_size, channels)
+        self._check_crop()
         self._labels: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._ds)
+
+    def _check_crop(self) -> None:
+        """The crop box fits the stored images (when their size is fixed), before anything loads."""
+        box = CROPS.get(self.crop_name)
+        try:
+            stored = tuple(self._ds.dataset_info.features["image"].shape)
+        except (AttributeError, KeyError, TypeError):
+            return
+        if box is None or len(stored) < 2 or None in stored[:2]:
+            return
+        top, left, h, w = box
+        if stored[0] < top + h or stored[1] < left + w:
+            raise ConfigError(
+                f"config key 'data.crop' = {self.crop_name!r} needs images of at least {top + h}×{left + w}; "
+                f"{self.name!r} has {stored[0]}×{stored[1]}: use --config.data.crop=none"
+            )
 
     def _record(self, i: int) -> dict:
         try:

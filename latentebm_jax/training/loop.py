@@ -105,9 +105,10 @@ def train(
             if newest is not None:
                 stored = stored_config(ckpt, newest, workdir)
                 changes = check_provenance(stored, config, newest, allow_config_change, setup.run_only_keys)
+            # a method's own refusal (stage 2 without its backbone) comes before anything is written
+            state = setup.restore_or_init(ckpt)
             if main:
                 record_config(config, workdir, changes)
-            state = setup.restore_or_init(ckpt)
             summary = _train_loop(setup, ckpt, state, workdir, hooks, t_start)
         finally:
             ckpt.close()
