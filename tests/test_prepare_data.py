@@ -14,9 +14,17 @@ import pytest
 pytestmark = pytest.mark.prepare
 
 try:
-    import tensorflow  # noqa: F401
-except ImportError as err:  # the step must not pass by skipping
-    raise ImportError("pytest -m prepare needs TensorFlow: pip install -e '.[tf]'") from err
+    import tensorflow
+except ImportError:
+    tensorflow = None
+
+
+@pytest.fixture(autouse=True)
+def _needs_tensorflow():
+    """Fail (not skip: CI's step must not pass by skipping) when the tf extra is missing."""
+    if tensorflow is None:
+        pytest.fail("pytest -m prepare needs TensorFlow: pip install -e '.[tf]'")
+
 
 import tensorflow_datasets as tfds  # noqa: E402
 from raw_datasets import (  # noqa: E402
