@@ -250,3 +250,31 @@ def test_convert_nvae_reads_a_checkpoint_in_nvidias_format(tmp_path):
     assert jax.tree.structure(got) == jax.tree.structure(want)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_batchnorm_readjustment_is_training_mode_sampling_passes():
+    """``readjust_batchnorm``: ``iters`` train-mode sampling passes on fresh noise (NVAE's --readjust_bn)."""
+    from latentebm_jax.backbones.nvae import prior_noise, readjust_batchnorm
+
+    data, meta = _fixture()
+    cfg = NVAEConfig.from_args(meta["args"])
+    state = {k[len("param/") :]: data[k] for k in data.files if k.startswith("param/")}
+    variables = convert_state_dict(state, cfg)
+    key = jax.random.key(3)
+    got = readjust_batchnorm(cfg, variables, key, num_samples=2, iters=3)["batch_stats"]
+    model, stats = NVAE(cfg), variables["batch_stats"]
+    for i in range(3):
+        eps = prior_noise(cfg, jax.random.fold_in(key, i), 2)
+        _, upd = model.apply(
+            {**variables, "batch_stats": stats}, eps, 1.0, True, method="sample", mutable=["batch_stats"]
+        )
+        stats = upd["batch_stats"]
+    from flax.traverse_util import flatten_dict
+
+    before = flatten_dict(variables["batch_stats"])
+    for path, value in flatten_dict(got).items():
+        np.testing.assert_allclose(
+            np.asarray(value), np.asarray(flatten_dict(stats)[path]), rtol=1e-5, atol=1e-6
+        )
+        decoder = path[0].startswith(("dec_tower", "post_process"))
+        assert decoder != np.allclose(value, before[path]), path  # the decoder's moved, the encoder's did not

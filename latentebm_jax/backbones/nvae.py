@@ -450,9 +450,53 @@ class NVAE(nn.Module):
         return {"logits": logits, "p": priors}
 
 
+def prior_noise(config: NVAEConfig, key: jax.Array, batch: int) -> list[jax.Array]:
+    """Standard-normal noise for every latent group (top first), ``(batch, H, W, C)`` each."""
+    keys = jax.random.split(key, len(config.group_shapes))
+    return [jax.random.normal(k, (batch, *shape)) for k, shape in zip(keys, config.group_shapes)]
+
+
+def readjust_batchnorm(
+    config: NVAEConfig,
+    variables: dict[str, Any],
+    key: jax.Array,
+    num_samples: int,
+    temperature: float = 1.0,
+    iters: int = 500,
+) -> dict[str, Any]:
+    """NVAE's BatchNorm re-estimation before sampling (NVlabs/NVAE ``evaluate.py --readjust_bn``; the ICML
+    2024 CIFAR-10 setting uses it with 500 passes): ``iters`` ancestral-sampling passes in training mode,
+    each updating every running statistic (momentum 0.05) with the statistics of ``num_samples`` fresh
+    samples at ``temperature``. Returns the variables with the new ``batch_stats``."""
+    model = NVAE(config)
+
+    def one(i, stats):
+        eps = prior_noise(config, jax.random.fold_in(key, i), num_samples)
+        _, upd = model.apply(
+            {**variables, "batch_stats": stats},
+            eps,
+            temperature,
+            True,
+            method="sample",
+            mutable=["batch_stats"],
+        )
+        return upd["batch_stats"]
+
+    stats = jax.jit(lambda s: jax.lax.fori_loop(0, iters, one, s))(variables["batch_stats"])
+    return {**variables, "batch_stats": stats}
+
+
 def num_groups(config: NVAEConfig) -> int:
     """The number of latent groups (all scales)."""
     return len(config.group_shapes)
 
 
-__all__ = ["ARCH_CELLS", "NVAE", "NVAEConfig", "input_size", "num_groups"]
+__all__ = [
+    "ARCH_CELLS",
+    "NVAE",
+    "NVAEConfig",
+    "input_size",
+    "num_groups",
+    "prior_noise",
+    "readjust_batchnorm",
+]
