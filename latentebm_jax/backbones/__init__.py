@@ -7,9 +7,17 @@ Adding a backbone is one module implementing :class:`~latentebm_jax.backbones.ba
 
 from __future__ import annotations
 
-from latentebm_jax.backbones import hvae
+from latentebm_jax.backbones import hvae, nvae_backbone
 from latentebm_jax.backbones.base import Backbone, BackboneError, BackboneSpec, ConditionalUSpace
 
-BACKBONES: dict[str, BackboneSpec] = {spec.kind: spec for spec in (hvae.SPEC,)}
+BACKBONES: dict[str, BackboneSpec] = {spec.kind: spec for spec in (hvae.SPEC, nvae_backbone.SPEC)}
 
-__all__ = ["BACKBONES", "Backbone", "BackboneError", "BackboneSpec", "ConditionalUSpace", "hvae"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BackboneError",
+    "BackboneSpec",
+    "ConditionalUSpace",
+    "hvae",
+    "nvae_backbone",
+]

@@ -12,9 +12,11 @@ backbone only through :class:`Backbone`:
 * ``to_z(params, ũ)``, ``to_u(params, z̃)``, ``log_det(params, ũ)``: the re-parameterisation ``z̃ = T(ũ)``, its
   inverse and ``log|det ∂T/∂ũ|`` (App. A.1, Eqs. 15–17). :class:`ConditionalUSpace` derives them from
   ``conditional`` along the top-down path; a backbone whose path is another network may override them.
-* ``init(key) -> params`` (shapes for restoring), ``latent_dims``.
+* ``init(key) -> params`` (shapes for restoring), ``latent_dims`` (units per layer) and ``noise_shapes()``
+  (each layer's shape without the batch axis: ``(d,)`` for vector latents, ``(H, W, C)`` for NVAE's groups).
 
-Latents are tuples of layers bottom ``z_1`` first. Backbones are frozen dataclasses (hashable, static in
+Latents are tuples of layers bottom ``z_1`` first, ``(B, *noise_shapes()[i])`` each. Backbones are frozen
+dataclasses (hashable, static in
 compiled functions); their parameters are a pytree the stage-2 state carries in ``model_state["backbone"]``.
 A kind of backbone is registered in ``latentebm_jax/backbones/__init__.py`` with its config group and a
 loader that reads trained parameters from the backbone's own files.
@@ -95,7 +97,9 @@ class BackboneSpec:
       ``backbone`` config group (its architecture);
     * ``build(group, image_shape) -> Backbone``;
     * ``load(directory, group, image_shape) -> params``: the trained parameters from the backbone's own
-      files (raising :class:`BackboneError` with what to do).
+      files (raising :class:`BackboneError` with what to do);
+    * ``check(group, image_shape)``: optional checks of the group against the images, raising
+      :class:`~latentebm_jax.config_schema.ConfigError` before anything compiles.
     """
 
     kind: str
@@ -103,3 +107,4 @@ class BackboneSpec:
     settings: type
     build: Callable[[ml_collections.ConfigDict, tuple[int, int, int]], Backbone]
     load: Callable[[str, ml_collections.ConfigDict, tuple[int, int, int]], Params]
+    check: Callable[[ml_collections.ConfigDict, tuple[int, int, int]], None] | None = None

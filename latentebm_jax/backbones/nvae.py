@@ -23,6 +23,7 @@ passes (one array per group), so a draw is a pure function of its noise.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -353,10 +354,11 @@ class NVAE(nn.Module):
         ftr = jax.nn.elu(self.enc0_1(jax.nn.elu(s)))
         return ftr, combiners[::-1], feats[::-1]
 
-    def _top_down(self, batch: int, select: Select, train: bool, enc=None):
+    def _top_down(self, batch: int, select: Select, train: bool, enc=None, image: bool = True):
         """The decoder path: ``select(i, prior_i, posterior_i or None, ftr_i)`` returns group ``i``'s latent;
-        ``enc``: the encoder's ``(ftr, combiners, feats)`` for the posterior. Returns the logits and, per
-        group, the prior and the posterior (``None`` without ``enc``)."""
+        ``enc``: the encoder's ``(ftr, combiners, feats)`` for the posterior. Returns the logits (``None``
+        with ``image=False``: the post-processing cells are skipped) and, per group, the prior and the
+        posterior (``None`` without ``enc``)."""
         c = self.config
         top = c.group_shapes[0]
         priors, posts = [], []
@@ -390,6 +392,8 @@ class NVAE(nn.Module):
             posts.append(q)
             s = cell(s, z)
             i += 1
+        if not image:
+            return None, priors, posts
         for cell in self.post_process:
             s = cell(s, train)
         return self.image_conditional_1(jax.nn.elu(s)), priors, posts
@@ -449,6 +453,71 @@ class NVAE(nn.Module):
         logits, priors, _ = self._top_down(z[0].shape[0], lambda i, *_: z[i], train)
         return {"logits": logits, "p": priors}
 
+    def latent_path(
+        self, values: Sequence[jax.Array], from_noise: bool, train: bool = False
+    ) -> dict[str, Any]:
+        """The top-down path without the image head. ``from_noise``: ``values`` are the standard-normal
+        ``ε`` and ``z_i = μ_i + σ_i ε_i`` with ``(μ_i, σ_i)`` the prior of group ``i`` given the groups above
+        (the ICML 2024 ε → z map); otherwise ``values`` are the latents ``z`` themselves. Returns the
+        latents and every group's prior (top first)."""
+        zs = []
+
+        def select(i, prior, _q, _ftr):
+            z = prior.sample_given_eps(values[i]) if from_noise else values[i]
+            zs.append(z)
+            return z
+
+        _, priors, _ = self._top_down(values[0].shape[0], select, train, image=False)
+        return {"z": zs, "p": priors}
+
+
+def init_variables(config: NVAEConfig, key: jax.Array) -> dict[str, Any]:
+    """Fresh ``{"params", "batch_stats"}`` with the modules' initialisers, drawn from one random vector:
+    kernels ``U(±1/√fan_in)`` (PyTorch's default for convolutions and linear layers), weight-norm scales
+    ``log(‖kernel‖ + 0.01)`` per output channel, biases 0, BatchNorm γ = 1, β = 0 and statistics (0, 1),
+    ``prior_ftr0 ~ U[0, 1)``. ``NVAE(config).init`` draws one random array per parameter, which XLA takes
+    ~30 s to compile on CPU for a small NVAE; this is one draw. (The masked autoregressive kernels' scales
+    start from the unmasked kernel's norm; NVAE itself starts them by its data-dependent initialisation.)"""
+    size = input_size(config.dataset)
+    x = jnp.zeros((1, size, size, config.channels), jnp.float32)
+    eps = [jnp.zeros((1, *s), jnp.float32) for s in config.group_shapes]
+    shapes = jax.eval_shape(lambda k: NVAE(config).init(k, x, eps, False), key)
+    return jax.jit(lambda k: _draw_variables(shapes, k))(key)
+
+
+def _draw_variables(shapes: dict[str, Any], key: jax.Array) -> dict[str, Any]:
+    flat = jax.tree_util.tree_flatten_with_path(shapes["params"])[0]
+    total = sum(math.prod(leaf.shape) for _, leaf in flat)
+    draws = jax.random.uniform(key, (total,), jnp.float32)
+    values: dict[tuple, jax.Array] = {}
+    offset = 0
+    for path, leaf in flat:
+        names = tuple(p.key for p in path)
+        n = math.prod(leaf.shape)
+        r = draws[offset : offset + n].reshape(leaf.shape)
+        offset += n
+        if names[-1] == "kernel":
+            fan_in = math.prod(leaf.shape[:-1])
+            values[names] = (2.0 * r - 1.0) / math.sqrt(fan_in)
+        elif names[-1] == "prior_ftr0":
+            values[names] = r
+        elif names[-1] == "scale":
+            values[names] = jnp.ones(leaf.shape, leaf.dtype)
+        else:  # biases; log_weight_norm is set from its kernel below
+            values[names] = jnp.zeros(leaf.shape, leaf.dtype)
+    for names in values:
+        if names[-1] == "log_weight_norm":
+            w = values[(*names[:-1], "kernel")]
+            values[names] = jnp.log(jnp.sqrt(jnp.sum(w * w, axis=(0, 1, 2))) + 1e-2)
+    params = jax.tree_util.tree_map_with_path(
+        lambda p, _: values[tuple(q.key for q in p)], shapes["params"]
+    )
+    stats = jax.tree_util.tree_map_with_path(
+        lambda p, leaf: (jnp.ones if p[-1].key == "var" else jnp.zeros)(leaf.shape, leaf.dtype),
+        shapes["batch_stats"],
+    )
+    return {"params": params, "batch_stats": stats}
+
 
 def prior_noise(config: NVAEConfig, key: jax.Array, batch: int) -> list[jax.Array]:
     """Standard-normal noise for every latent group (top first), ``(batch, H, W, C)`` each."""
@@ -495,6 +564,7 @@ __all__ = [
     "ARCH_CELLS",
     "NVAE",
     "NVAEConfig",
+    "init_variables",
     "input_size",
     "num_groups",
     "prior_noise",

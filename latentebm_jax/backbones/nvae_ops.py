@@ -89,7 +89,10 @@ class Conv2D(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         k, cin = self.kernel_size, x.shape[-1]
         kernel = self.param(
-            "kernel", nn.initializers.lecun_normal(), (k, k, cin // self.groups, self.features), jnp.float32
+            "kernel",
+            nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+            (k, k, cin // self.groups, self.features),
+            jnp.float32,
         )
         if self.mask is not None:
             kernel = kernel * jnp.asarray(self.mask)
@@ -101,6 +104,7 @@ class Conv2D(nn.Module):
             )
             norm = jnp.sqrt(jnp.sum(kernel * kernel, axis=(0, 1, 2)))
             kernel = jnp.exp(log_norm) * kernel / (norm + 1e-5)
+        self.sow("intermediates", "weight_normalized", kernel)
         y = lax.conv_general_dilated(
             x,
             kernel,

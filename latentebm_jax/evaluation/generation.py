@@ -1,4 +1,5 @@
-"""Sample-quality evaluators on images: the domain feature distance ``fd`` and FID / Inception Score."""
+"""Sample-quality evaluators on images: the domain feature distance ``fd`` (and ``fd_backbone``, of a
+two-stage prior's backbone alone) and FID / Inception Score."""
 
 from __future__ import annotations
 
@@ -47,6 +48,19 @@ def fd(ctx: EvalContext) -> dict[str, Any]:
     """Fréchet distance on the features of a classifier trained on the dataset's labelled training split,
     between ``eval.fd_num_samples`` samples and the training images; ``fd_real_test``, the same for held-out
     real images, is the floor a perfect model reaches."""
+    return fd_of(ctx, "generate", "fd")
+
+
+def fd_backbone(ctx: EvalContext) -> dict[str, Any]:
+    """``fd_backbone``: :func:`fd` of a two-stage prior's backbone alone (predict ``generate_backbone``; the
+    diffusion prior's ``ũ ~ N(0, I)``, ``z̃ = T(ũ)``, ICML 2024 Table 1's baseline), beside the prior's
+    ``fd`` in the same ``summary.json``."""
+    return fd_of(ctx, "generate_backbone", "fd_backbone")
+
+
+def fd_of(ctx: EvalContext, predict_name: str, what: str) -> dict[str, Any]:
+    """:func:`fd` of the samples of predict function ``predict_name`` (``generate``'s signature), reported as
+    ``<what>``, ``<what>_real_test``, …"""
     cfg, ecfg = ctx.config, ctx.config.eval
     full_train = load_source(cfg.data, cfg.data.train_split)
     if np.any(full_train.labels() < 0):
@@ -58,12 +72,12 @@ def fd(ctx: EvalContext) -> dict[str, Any]:
     )
     reference = gaussian_stats(clf.features(reference_images(ctx.splits.train, ecfg.fd_reference_max)))
     samples = generate_batches(
-        ctx.method.predict["generate"],
+        ctx.method.predict[predict_name],
         ctx.params,
         jax.random.fold_in(ctx.key, _FD_STREAM),
         ecfg.fd_num_samples,
         ecfg.batch_size,
-        "fd samples",
+        f"{what} samples",
         ctx.main_process,
     )["image"]
     test = ctx.splits.test
@@ -71,12 +85,12 @@ def fd(ctx: EvalContext) -> dict[str, Any]:
         test = without_class(test, ctx.splits.holdout_class)  # the distribution the model was trained on
     real = reference_images(test, ecfg.fd_num_samples)
     return {
-        "fd": frechet_distance_between(gaussian_stats(clf.features(samples)), reference),
-        "fd_real_test": frechet_distance_between(gaussian_stats(clf.features(real)), reference),
-        "fd_classifier_test_accuracy": clf.test_accuracy,
-        "fd_num_samples": len(samples),
-        "fd_num_reference": reference.count,
-        "fd_seconds": round(time.time() - t0, 2),
+        what: frechet_distance_between(gaussian_stats(clf.features(samples)), reference),
+        f"{what}_real_test": frechet_distance_between(gaussian_stats(clf.features(real)), reference),
+        f"{what}_classifier_test_accuracy": clf.test_accuracy,
+        f"{what}_num_samples": len(samples),
+        f"{what}_num_reference": reference.count,
+        f"{what}_seconds": round(time.time() - t0, 2),
     }
 
 
@@ -161,6 +175,14 @@ EVALUATORS = (
         fd,
         "domain feature distance of samples to the training images (a classifier trained on the data)",
         needs=("generate",),
+        reads=("image",),
+        settings=FD_SETTINGS,
+    ),
+    Evaluator(
+        "fd_backbone",
+        fd_backbone,
+        "fd of the backbone alone (a two-stage prior's generator without its EBM): Table 1's baseline",
+        needs=("generate_backbone",),
         reads=("image",),
         settings=FD_SETTINGS,
     ),

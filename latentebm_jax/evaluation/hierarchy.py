@@ -72,7 +72,7 @@ def traversal(
     for layer, d in enumerate(dims):
         for unit in range(min(units, d)):
             z = [np.repeat(np.asarray(zi), _TRAVERSAL_STEPS, axis=0) for zi in base]
-            z[layer][:, unit] = values
+            z[layer].reshape(_TRAVERSAL_STEPS, -1)[:, unit] = values  # a view: spatial layers too
             rows.append(_decode(predict, params, z))
             labels.append(f"{layer_name(layer, len(dims)).split(' ')[0]}[{unit}]")
     return np.stack(rows), labels, values

@@ -8,12 +8,20 @@ functions and its own evaluators) and one line in :data:`SPECS`.
 from __future__ import annotations
 
 from latentebm_jax.config_schema import ConfigError
-from latentebm_jax.methods import bidvl, diffusion_prior, hvae, joint, lebm, lebm_text
+from latentebm_jax.methods import bidvl, diffusion_prior, hvae, joint, lebm, lebm_text, nvae
 from latentebm_jax.methods.base import EvalContext, Evaluator, LatentSpace, Method, MethodSpec
 
 SPECS: dict[str, MethodSpec] = {
     spec.name: spec
-    for spec in (lebm.SPEC, lebm_text.SPEC, joint.SPEC, hvae.SPEC, diffusion_prior.SPEC, bidvl.SPEC)
+    for spec in (
+        lebm.SPEC,
+        lebm_text.SPEC,
+        joint.SPEC,
+        hvae.SPEC,
+        nvae.SPEC,
+        diffusion_prior.SPEC,
+        bidvl.SPEC,
+    )
 }
 METHODS = tuple(SPECS)
 
@@ -45,5 +53,6 @@ __all__ = [
     "lebm",
     "lebm_text",
     "make_method",
+    "nvae",
     "spec",
 ]

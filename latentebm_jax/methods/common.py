@@ -40,11 +40,15 @@ def normal_per_example(keys: jax.Array, shape: tuple[int, ...], dtype=jnp.float3
     return jax.vmap(lambda k: jax.random.normal(k, shape, dtype))(keys)
 
 
-def normal_layers(latent_dims: tuple[int, ...], keys: jax.Array, stream: int) -> tuple[jax.Array, ...]:
-    """One ``(B, d_i)`` standard normal per latent layer from the named sub-stream ``stream`` of each
-    example's key; row ``b`` depends on ``keys[b]`` alone."""
+def normal_layers(latent_dims: tuple, keys: jax.Array, stream: int) -> tuple[jax.Array, ...]:
+    """One ``(B, d_i)`` standard normal per latent layer (``(B, *shape_i)`` where an entry is a shape, as
+    NVAE's spatial groups) from the named sub-stream ``stream`` of each example's key; row ``b`` depends on
+    ``keys[b]`` alone."""
     base = fold_keys(keys, stream)
-    return tuple(normal_per_example(fold_keys(base, i), (d,)) for i, d in enumerate(latent_dims))
+    return tuple(
+        normal_per_example(fold_keys(base, i), tuple(d) if isinstance(d, tuple) else (d,))
+        for i, d in enumerate(latent_dims)
+    )
 
 
 def cross_replica_mean(tree: PyTree, axis_name: str | None) -> PyTree:

@@ -153,7 +153,13 @@ class DiffusionHparams(DiffusionSettings):
 
     @property
     def latent_dims(self) -> tuple[int, ...]:
+        """Units per layer."""
         return tuple(self.backbone.latent_dims)
+
+    @property
+    def latent_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Each layer's shape without the batch axis: ``(d,)``, or ``(H, W, C)`` for spatial groups (NVAE)."""
+        return tuple(tuple(s) for s in self.backbone.noise_shapes())
 
     @property
     def num_layers(self) -> int:
@@ -209,8 +215,9 @@ def to_u(hp: DiffusionHparams, backbone: Params, z: Latents) -> Latents:
 
 
 def _normal_layers(hp: DiffusionHparams, keys: jax.Array, stream: int) -> Latents:
-    """One ``(B, d_i)`` standard normal per layer (:func:`~latentebm_jax.methods.common.normal_layers`)."""
-    return normal_layers(hp.latent_dims, keys, stream)
+    """One ``(B, *shape_i)`` standard normal per layer
+    (:func:`~latentebm_jax.methods.common.normal_layers`)."""
+    return normal_layers(hp.latent_shapes, keys, stream)
 
 
 def posterior_draw(hp: DiffusionHparams, backbone: Params, x: jax.Array, noise: Latents) -> Latents:
@@ -399,7 +406,7 @@ def init(
 ) -> TrainState:
     """Fresh EBMs; the given (trained, frozen) ``backbone`` parameters in ``model_state``."""
     _, k_ebm, k_run = jax.random.split(key, 3)
-    z = tuple(jnp.zeros((1, d), jnp.float32) for d in hp.latent_dims)
+    z = tuple(jnp.zeros((1, *s), jnp.float32) for s in hp.latent_shapes)
     ebm_vars = hp.energy_net().init(k_ebm, z, jnp.zeros((1,), jnp.int32))
     params = {"ebm": dict(ebm_vars["params"])}
     model_state = {"backbone": backbone, "ebm": dict(ebm_vars.get("batch_stats", {}))}
@@ -519,6 +526,12 @@ def generate(
 ) -> jax.Array:
     """``num`` images: ``ũ`` from :func:`sample_u` (optionally class-conditional), ``x = g(T(ũ))``."""
     u = sample_u(hp, params, _chain_keys(key, num), labels=labels)
+    return decode(hp, params["backbone"], to_z(hp, params["backbone"], u))
+
+
+def generate_backbone(hp: DiffusionHparams, params: Params, key: jax.Array, num: int) -> jax.Array:
+    """``num`` images of the backbone alone: ``ũ ~ N(0, I)``, ``x = g(T(ũ))`` (Table 1's baseline)."""
+    u = _normal_layers(hp, _chain_keys(key, num), _INIT)
     return decode(hp, params["backbone"], to_z(hp, params["backbone"], u))
 
 
@@ -663,7 +676,7 @@ def compose(
         k = jax.random.fold_in(key, v + 1)
         rows.append(sample_u(hp, params, _chain_keys(k, n), labels=labels, u_start=base, free=free))
     us = jax.tree.map(lambda *a: jnp.stack(a, axis=1), *rows)  # (n, V+1, d)
-    flat = tuple(a.reshape(n * (variations + 1), -1) for a in us)
+    flat = tuple(a.reshape(n * (variations + 1), *a.shape[2:]) for a in us)
     images = decode(hp, bb, to_z(hp, bb, flat))
     return images.reshape(n, variations + 1, *images.shape[1:])
 
@@ -696,7 +709,7 @@ def compose_attributes(
             u = sample_u(hp, params, keys, labels=labels, u_start=u, free=free)
         rows.append(u)
     us = jax.tree.map(lambda *a: jnp.stack(a, axis=1), *rows)
-    flat = tuple(a.reshape(n * len(stages), -1) for a in us)
+    flat = tuple(a.reshape(n * len(stages), *a.shape[2:]) for a in us)
     images = decode(hp, bb, to_z(hp, bb, flat))
     return images.reshape(n, len(stages), *images.shape[1:])
 
@@ -750,10 +763,14 @@ def _validate(config) -> None:
             f"config key 'data.name' is the text corpus {config.data.name!r}; "
             "method 'diffusion' models images"
         )
-    df = config.diffusion
+    df, d = config.diffusion, config.data
     check_group(df, _GROUP, "diffusion")
-    check_group(config.backbone, settings_of(BACKBONES[df.backbone_kind].settings), "backbone")
-    n = len(config.backbone.latent_dims)
+    kind = BACKBONES[df.backbone_kind]
+    check_group(config.backbone, settings_of(kind.settings), "backbone")
+    image_shape = (d.image_size, d.image_size, d.channels)
+    if kind.check is not None:
+        kind.check(config.backbone, image_shape)
+    n = len(kind.build(config.backbone, image_shape).latent_dims)
     bad = [i for i in df.label_layers if i > n]
     if bad:
         raise ConfigError(
@@ -809,6 +826,9 @@ def make(config, splits, steps_per_epoch: int) -> Method:
         "resample_layer": jax.jit(functools.partial(resample_layer, hp), static_argnums=2),
         "long_run_chain": jax.jit(functools.partial(long_run_chain, hp), static_argnums=(2, 3, 4)),
         "layer_scores": jax.jit(lambda params, batch, key: layer_scores(hp, params, batch["image"])),
+        "generate_backbone": jax.jit(
+            lambda params, key, num: {"image": generate_backbone(hp, params, key, num)}, static_argnums=2
+        ),
     }
     if hp.scheme == "diffusion":
         predict["layer_scores_diffusion"] = jax.jit(
