@@ -44,6 +44,7 @@ from latentebm_jax.config_schema import (
     positive,
     positive_int,
     setting,
+    settings_of,
     values_of,
 )
 
@@ -53,8 +54,8 @@ def _bits(x: int) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class NVAESettings:
-    """NVAE's architecture arguments (config group ``backbone`` of ``backbone_kind='nvae'``), NVlabs/NVAE's
+class NVAEArchitecture:
+    """NVAE's architecture arguments (config group ``backbone`` of method ``nvae``), NVlabs/NVAE's
     ``train.py`` names. Defaults: the official CIFAR-10 model (NVAE README's CIFAR-10 command: 30 groups of
     20 × 16 × 16, one flow, squeeze-and-excitation, residual posteriors)."""
 
@@ -86,6 +87,13 @@ class NVAESettings:
         10, "logistic mixture components (1: discretised Normal)", check=positive_int
     )
     num_x_bits: int = setting(8, "bits per pixel NVAE models (celeba_256: 5)", check=_bits, what="1..8")
+
+
+@dataclasses.dataclass(frozen=True)
+class NVAESettings(NVAEArchitecture):
+    """The ``backbone`` group of the diffusion prior with ``backbone_kind='nvae'``: the architecture and how
+    stage 2 prepares the frozen network (NVAE's BatchNorm re-estimation)."""
+
     readjust_bn_passes: int = setting(
         0,
         "BatchNorm re-estimation when stage 2 starts: train-mode prior sampling passes (ICML CIFAR-10: 500)",
@@ -220,8 +228,11 @@ class NVAEBackbone(NVAESettings):
 
 
 def build(group: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> NVAEBackbone:
-    """The backbone a ``backbone`` config group describes, for images of ``image_shape``."""
-    return NVAEBackbone(image_shape=tuple(image_shape), **values_of(group, NVAESettings))
+    """The backbone a ``backbone`` config group describes (the architecture, and stage 2's settings where the
+    group has them), for images of ``image_shape``."""
+    values = values_of(group, NVAEArchitecture)
+    stage2 = {k: group[k] for k in settings_of(NVAESettings) if k not in values and k in group}
+    return NVAEBackbone(image_shape=tuple(image_shape), **values, **stage2)
 
 
 def check(group: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> None:

@@ -14,7 +14,7 @@ The optimiser is NVAE's: Adamax (ε = 1e-3, coupled weight decay), learning rate
 
 Its samples (``ε ~ N(0, I)`` through the prior) are the "backbone alone" baseline of the diffusion prior's
 Table 1. Config groups: ``backbone`` (the architecture,
-:class:`~latentebm_jax.backbones.nvae_backbone.NVAESettings`) and ``nvae`` (:class:`NVAETraining`).
+:class:`~latentebm_jax.backbones.nvae_backbone.NVAEArchitecture`) and ``nvae`` (:class:`NVAETraining`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from latentebm_jax.backbones import nvae_backbone
-from latentebm_jax.backbones.nvae_backbone import NVAEBackbone, NVAESettings
+from latentebm_jax.backbones.nvae_backbone import NVAEArchitecture, NVAEBackbone
 from latentebm_jax.backbones.nvae_objective import NVAEObjective, init_spectral_state, nvae_loss
 from latentebm_jax.config_schema import (
     ConfigError,
@@ -216,7 +216,7 @@ _GROUP = settings_of(NVAETraining)
 def _configure(config) -> None:
     """NVAE's CIFAR-10 model and NVAE's optimiser defaults (the README's CIFAR-10 command: 400 epochs,
     λ = 1e-2)."""
-    config.backbone = group_of(NVAESettings)
+    config.backbone = group_of(NVAEArchitecture)
     config.nvae = group_of(_GROUP)
     config.nvae.weight_decay_norm = 1e-2
     config.data.name = "cifar10"
@@ -231,7 +231,7 @@ def _validate(config) -> None:
         raise ConfigError(
             f"config key 'data.name' is the text corpus {config.data.name!r}; method 'nvae' models images"
         )
-    check_group(config.backbone, settings_of(NVAESettings), "backbone")
+    check_group(config.backbone, settings_of(NVAEArchitecture), "backbone")
     check_group(config.nvae, _GROUP, "nvae")
     d = config.data
     nvae_backbone.check(config.backbone, (d.image_size, d.image_size, d.channels))
