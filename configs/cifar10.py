@@ -11,8 +11,8 @@ authors' CIFAR-10 settings: one time-conditioned conv EBM per latent group (30 g
 128, spectral norm), T = 3, K = 50, b = 3e-5, Adam lr 4e-5, betas (0.99, 0.999), weight decay 3e-5,
 per-epoch decay 0.9, global batch 50, 200 epochs, NVAE's BatchNorm re-estimated with 500 sampling passes
 of 25 when stage 2 starts; FID (with ``eval.inception_weights``), ``fd`` beside ``fd_backbone``, and OOD
-detection by layer against SVHN (Fig. 3). ``--config.diffusion.backbone_dir=DIR`` names the conversion (or an ``:nvae``
-run).
+detection by layer against SVHN (Fig. 3). ``--config.diffusion.backbone_dir=DIR`` names the conversion (or
+an ``:nvae`` run).
 
 ``:bidvl``: BiDVL's train_cifar_BiDVL.py (the defaults in default.py): FID every 50 epochs as the authors,
 OOD AUROC of ``−E(v)`` against uniform noise, SVHN and CelebA (Table 4; sets not prepared are skipped).

@@ -4,10 +4,11 @@ runs them (an NVAE, then per-group EBMs in its ε-space), at a size 2 CPU cores 
 * ``:nvae`` (stage 1): NVAE trained from scratch by its own objective (``methods/nvae.py``: KL warm-up and
   balancing, spectral and BatchNorm regularisation, Adamax with warm-up and cosine decay) on the digits
   resized to 32×32×1 with NVAE's MNIST decoder (Bernoulli on the grey levels); 2 scales × 2 groups of 4
-  channels at 4×4 and 8×8, 8 base channels (64 at 4×4, 32 at 8×8), residual posteriors, squeeze-and-excitation, no flows (NVAE's MNIST
-  setting has none). Cells ``res_bnswish`` everywhere: the decoder's depthwise-separable cells of NVAE's
-  default ``res_mbconv`` make a step 10× slower on CPU (3.7 s against 0.37 s at batch 100). Its samples
-  (ε ~ N(0, I) through the prior) are the "backbone alone" baseline.
+  channels at 4×4 and 8×8, 8 base channels (64 at 4×4, 32 at 8×8), residual posteriors,
+  squeeze-and-excitation, no flows (NVAE's MNIST setting has none). Cells ``res_bnswish`` everywhere: the
+  decoder's depthwise-separable cells of NVAE's default ``res_mbconv`` make a step 10× slower on CPU (3.7 s
+  against 0.37 s at batch 100, 16 channels). Its samples (ε ~ N(0, I) through the prior) are the "backbone
+  alone" baseline.
 * ``:diffusion`` (stage 2) with ``--config.diffusion.backbone_dir=<nvae workdir>``: one time-conditioned
   conv energy per group (the authors' CIFAR-10 EBM net, width ``diffusion.ebm_hidden``), Algorithm 1 in
   ε-space, Algorithm 2 sampling; ``--config.diffusion.scheme=marginal`` is the marginal ε-space EBM
