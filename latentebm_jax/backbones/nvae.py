@@ -509,9 +509,7 @@ def _draw_variables(shapes: dict[str, Any], key: jax.Array) -> dict[str, Any]:
         if names[-1] == "log_weight_norm":
             w = values[(*names[:-1], "kernel")]
             values[names] = jnp.log(jnp.sqrt(jnp.sum(w * w, axis=(0, 1, 2))) + 1e-2)
-    params = jax.tree_util.tree_map_with_path(
-        lambda p, _: values[tuple(q.key for q in p)], shapes["params"]
-    )
+    params = jax.tree_util.tree_map_with_path(lambda p, _: values[tuple(q.key for q in p)], shapes["params"])
     stats = jax.tree_util.tree_map_with_path(
         lambda p, leaf: (jnp.ones if p[-1].key == "var" else jnp.zeros)(leaf.shape, leaf.dtype),
         shapes["batch_stats"],
