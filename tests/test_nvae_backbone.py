@@ -109,3 +109,34 @@ def test_round_trip_conditional_and_the_log_determinant_of_the_jacobian():
     assert np.abs(lower).max() > 1e-3
     upper = np.asarray(jac)[sizes[0] + sizes[1] :, : sizes[0] + sizes[1]]
     assert np.abs(upper).max() == 0.0
+
+
+def test_load_reads_a_conversion_and_refuses_another_architecture(official, tmp_path):
+    """``load`` on what ``python -m experiments.convert_nvae`` writes (``nvae_args.json`` + orbax
+    ``variables``): the variables come back as converted; a config group describing another NVAE is one
+    error naming the overrides that match the checkpoint."""
+    import ml_collections
+    import orbax.checkpoint as ocp
+
+    from latentebm_jax.backbones import BackboneError
+    from latentebm_jax.backbones.nvae_backbone import NVAESettings, load
+    from latentebm_jax.config_schema import group_of
+
+    bb, variables, _ = official
+    with open(FIXTURE.replace(".npz", ".json")) as f:
+        args = json.load(f)["args"]
+    with open(tmp_path / "nvae_args.json", "w") as f:
+        json.dump(args, f)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(str(tmp_path / "variables"), variables)
+    checkpointer.wait_until_finished()
+    group: ml_collections.ConfigDict = group_of(NVAESettings)
+    group.update(**{k: getattr(bb, k) for k in ARCH_KEYS})
+    got = load(str(tmp_path), group, (32, 32, 3))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(variables)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    group.num_latent_per_group, group.use_se = 4, False
+    with pytest.raises(
+        BackboneError, match=r"--config.backbone.num_latent_per_group=2 --config.backbone.use_se=True"
+    ):
+        load(str(tmp_path), group, (32, 32, 3))

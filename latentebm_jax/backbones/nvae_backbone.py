@@ -290,8 +290,8 @@ def load(directory: str, group: ml_collections.ConfigDict, image_shape: tuple[in
     how = (
         "convert an NVIDIA checkpoint with python -m experiments.convert_nvae --ckpt=checkpoint.pt "
         "--out=DIR, "
-        "or train one: python -m experiments.main --config=configs/digits.py:nvae --workdir=DIR; then pass "
-        "--config.diffusion.backbone_dir=DIR"
+        "or train one: python -m experiments.main --config=configs/digits_nvae.py:nvae --workdir=DIR; then "
+        "pass --config.diffusion.backbone_dir=DIR"
     )
     if not directory:
         raise BackboneError(f"a new stage-2 run needs config key 'diffusion.backbone_dir': {how}")
