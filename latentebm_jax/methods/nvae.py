@@ -243,6 +243,8 @@ def _validate(config) -> None:
 
 
 def total_steps(config, steps_per_epoch: int) -> int:
+    """The run's length in steps (``train.num_steps``, else ``num_epochs × steps_per_epoch``): NVAE's
+    ``num_total_iter``, of which the KL warm-up is a portion."""
     t = config.train
     return t.num_steps if t.num_steps > 0 else t.num_epochs * steps_per_epoch
 
