@@ -6,8 +6,9 @@ targets of the diffusion prior and data-space targets. The update is
     z_{k+1} = z_k + (s²/2) ∇_z log π(z_k) + s ε_k,    ε_k ~ N(0, I),
 
 which is LEBM Eq. 9 (``z + s'∇log π + sqrt(2 s') ε``) written with ``s' = s²/2``, the convention of the
-authors' code (drift ``s²/2``, noise standard deviation ``s``). The ICCV 2023 paper's Eq. 13 is the same
-update. The chain is a ``lax.scan`` over ``K`` steps, compiled with ``jax.jit``.
+authors' code (drift ``s²/2``, noise standard deviation ``s``). The ICCV 2023 paper's Eq. 13 as printed
+has drift ``s/2`` with noise ``s``; the joint prior follows its authors' code (``s²/2``), a paper-vs-code
+choice the README lists. The chain is a ``lax.scan`` over ``K`` steps, compiled with ``jax.jit``.
 
 ``log_prob_fn(z) -> (batch,)`` returns one log-density per chain; gradients are taken of its *sum*, so every
 chain follows its own gradient (per-sample gradients, as in the authors' samplers).

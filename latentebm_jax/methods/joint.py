@@ -20,7 +20,8 @@ Learning (Algorithm 1), one iteration on a mini-batch ``x``:
    is not updated. ``1/(2σ²)`` is the authors' reconstruction weight ``Gfactor`` (10 on SVHN: σ ≈ 0.224).
    The per-layer KL is the closed form by default (``kl_estimator='analytic'``); the authors' code uses the
    one-sample estimate ``log q(z⁺|x) − log N(z⁺; 0, I)`` (``kl_estimator='sample'``, same expectation);
-3. prior sampling ``z⁻``: ``K`` steps of joint Langevin (Eqs. 13–14, drift ``s²/2``, noise ``s``) from
+3. prior sampling ``z⁻``: ``K`` steps of joint Langevin (Eqs. 13–14 with the authors' drift ``s²/2`` and
+   noise ``s``; Eq. 13 as printed has drift ``s/2``) from
    ``N(0, σ_init² I)``;
 4. the EBM along Eq. 10, ``E_q[∇_α f_α(z⁺)] − E_{p̃}[∇_α f_α(z⁻)]``, with the same (detached) ``z⁺``.
 

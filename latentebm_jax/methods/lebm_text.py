@@ -183,7 +183,9 @@ def marginal_log_likelihood(
     make it) close to the prior. Draws alternate between the two components (stratified, still unbiased
     for the mixture). ``num_samples`` draws give
     ``log (1/N) Σ_n p_β(x|z_n) exp(f_α(z_n)) N(z_n; 0, σ_p² I) / (Z(α) q(z_n|x))`` with ``log Z(α) = log_z``
-    from :func:`log_partition`. For an exact ``log Z`` this is a stochastic lower bound on ``log p(x)``.
+    from :func:`log_partition`. For an exact ``log Z`` this is a stochastic lower bound on ``log p(x)``; the
+    Monte Carlo ``log Z`` is itself biased low (Jensen), which biases ``log p(x)`` up, so the estimate is
+    neither bound.
     """
     ids, lengths = batch["ids"], batch["lengths"]
     chex.assert_rank([ids, lengths], [2, 1])
