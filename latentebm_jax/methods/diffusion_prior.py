@@ -741,7 +741,8 @@ def hparams_from_config(config) -> DiffusionHparams:
 def _configure(config) -> None:
     """The authors' CIFAR-10 stage-2 settings on the CIFAR-10 HVAE backbone (``methods/hvae.py``)."""
     config.diffusion = group_of(_GROUP)
-    config.diffusion.update(beta1=0.99, beta2=0.999, lr_decay=0.9, lr_decay_at="epoch_end")
+    # the authors call ExponentialLR.step(epoch=ep) at the start of epoch ep: lr₀ γ^ep during it
+    config.diffusion.update(beta1=0.99, beta2=0.999, lr_decay=0.9, lr_decay_at="epoch_start")
     config.backbone = group_of(BACKBONES[config.diffusion.backbone_kind].settings)
     config.data.name = "cifar10"
     config.train.batch_size = 50
