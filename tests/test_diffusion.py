@@ -168,7 +168,7 @@ def test_time_conditioned_energies_shapes_and_time_dependence():
     assert outs[0].shape == (2, 1) and outs[1].shape == (2, 5)
     assert not np.allclose(outs[0][0], outs[0][1])  # same z, different t
     single = TimeConditionedEnergy(hidden=8)
-    p = single.init(key, jnp.ones((1, 2)), jnp.zeros((1,), jnp.int32))
+    p = jax.jit(single.init)(key, jnp.ones((1, 2)), jnp.zeros((1,), jnp.int32))
     with pytest.raises(ValueError, match="latent layer"):
         single.apply(p, jnp.ones((1, 2, 2)), jnp.zeros((1,), jnp.int32))
 

@@ -252,6 +252,7 @@ def test_convert_nvae_reads_a_checkpoint_in_nvidias_format(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), b)
 
 
+@pytest.mark.slow  # ~15 s of compilation
 def test_batchnorm_readjustment_is_training_mode_sampling_passes():
     """``readjust_batchnorm``: ``iters`` train-mode sampling passes on fresh noise (NVAE's --readjust_bn)."""
     from latentebm_jax.backbones.nvae import prior_noise, readjust_batchnorm
