@@ -24,6 +24,7 @@ import optax
 
 from latentebm_jax import losses
 from latentebm_jax.backbones import hvae as hvae_backbone
+from latentebm_jax.backbones.base import Backbone
 from latentebm_jax.backbones.hvae import HVAEBackbone, HVAESettings
 from latentebm_jax.config_schema import (
     ConfigError,
@@ -112,34 +113,67 @@ def train_step(
     return new_state, cross_replica_mean(metrics, axis_name)
 
 
-def sample_u(bb: HVAEBackbone, keys: jax.Array, u_start: Latents | None = None, free=None) -> Latents:
+# ----------------------------------------------------------------------------- a trained backbone alone
+# Generic over the backbone interface (``backbones/base.py``): ``hvae`` and ``nvae`` (``methods/nvae.py``)
+# share them; the backbone's variables are ``params["backbone"]``.
+
+
+def sample_u(bb: Backbone, keys: jax.Array, u_start: Latents | None = None, free=None) -> Latents:
     """``ũ ~ N(0, I)`` exactly, one draw per key; layers with ``free[i] = False`` stay at ``u_start[i]``."""
-    u = normal_layers(bb.latent_dims, keys, PRIOR_STREAM)
+    u = normal_layers(bb.noise_shapes(), keys, PRIOR_STREAM)
     if u_start is None:
         return u
     return tuple(n if f else s for f, n, s in zip(free, u, u_start))
 
 
-def generate(bb: HVAEBackbone, params: Params, key: jax.Array, num: int) -> jax.Array:
+def generate(bb: Backbone, params: Params, key: jax.Array, num: int) -> jax.Array:
     """``num`` images ``g(T(ũ))``, ``ũ ~ N(0, I)`` (the backbone alone)."""
     bbp = params["backbone"]
     return bb.decode(bbp, bb.to_z(bbp, sample_u(bb, jax.random.split(key, num))))
 
 
-def resample_layer(bb: HVAEBackbone, params: Params, z: Latents, layer: int, key: jax.Array) -> Latents:
+def resample_layer(bb: Backbone, params: Params, z: Latents, layer: int, key: jax.Array) -> Latents:
     """Hierarchical sampling: ``u_layer`` drawn anew from ``N(0, I)`` with the other layers' ``ũ`` fixed;
     the layers below follow through ``T``."""
     bbp = params["backbone"]
     keys = jax.random.split(key, z[0].shape[0])
-    free = tuple(i == layer for i in range(len(bb.latent_dims)))
+    free = tuple(i == layer for i in range(len(bb.noise_shapes())))
     return bb.to_z(bbp, sample_u(bb, keys, bb.to_u(bbp, z), free))
 
 
-def log_joint_at_inferred(bb: HVAEBackbone, params: Params, x: jax.Array, key: jax.Array) -> jax.Array:
+def log_joint_at_inferred(bb: Backbone, params: Params, x: jax.Array, key: jax.Array) -> jax.Array:
     """``log p_β(x, z̃)`` at ``z̃ ~ q_φ(z̃|x)`` (the anomaly score)."""
     bbp = params["backbone"]
-    noise = normal_layers(bb.latent_dims, jax.random.split(key, x.shape[0]), POSTERIOR_STREAM)
+    noise = normal_layers(bb.noise_shapes(), jax.random.split(key, x.shape[0]), POSTERIOR_STREAM)
     return bb.log_joint(bbp, bb.posterior_draw(bbp, x, noise), x)
+
+
+def backbone_predict(bb: Backbone) -> dict[str, Any]:
+    """The predict functions of a trained backbone on its own (jitted): exact prior samples, reconstructions
+    and ``log p(x, z̃)`` at a posterior draw, inferred latents (posterior means), hierarchical resampling."""
+
+    def _infer(params, batch, key):
+        return bb.posterior_mean(params["backbone"], batch["image"])
+
+    def _sample_prior(params, key, num, num_steps):
+        del num_steps  # exact samples
+        return bb.to_z(params["backbone"], sample_u(bb, jax.random.split(key, num)))
+
+    return {
+        "generate": jax.jit(
+            lambda params, key, num: {"image": generate(bb, params, key, num)}, static_argnums=2
+        ),
+        "reconstruct": jax.jit(
+            lambda params, batch, key: {"image": bb.decode(params["backbone"], _infer(params, batch, key))}
+        ),
+        "log_joint": jax.jit(
+            lambda params, batch, key: log_joint_at_inferred(bb, params, batch["image"], key)
+        ),
+        "infer": jax.jit(_infer),
+        "decode": jax.jit(lambda params, z: {"image": bb.decode(params["backbone"], z)}),
+        "sample_prior": jax.jit(_sample_prior, static_argnums=(2, 3)),
+        "resample_layer": jax.jit(functools.partial(resample_layer, bb), static_argnums=2),
+    }
 
 
 # ----------------------------------------------------------------------------- config binding
@@ -190,35 +224,12 @@ def make(config, splits, steps_per_epoch: int) -> Method:
     opt = HVAEOptimizer(**values_of(config.hvae, HVAEOptimizer))
     tx = opt.adam(opt.lr, opt.weight_decay, steps_per_epoch)
     pure_init = functools.partial(init, bb, tx)
-
-    def _infer(params, batch, key):
-        return bb.posterior_mean(params["backbone"], batch["image"])
-
-    def _sample_prior(params, key, num, num_steps):
-        del num_steps  # exact samples
-        return bb.to_z(params["backbone"], sample_u(bb, jax.random.split(key, num)))
-
-    predict = {
-        "generate": jax.jit(
-            lambda params, key, num: {"image": generate(bb, params, key, num)}, static_argnums=2
-        ),
-        "reconstruct": jax.jit(
-            lambda params, batch, key: {"image": bb.decode(params["backbone"], _infer(params, batch, key))}
-        ),
-        "log_joint": jax.jit(
-            lambda params, batch, key: log_joint_at_inferred(bb, params, batch["image"], key)
-        ),
-        "infer": jax.jit(_infer),
-        "decode": jax.jit(lambda params, z: {"image": bb.decode(params["backbone"], z)}),
-        "sample_prior": jax.jit(_sample_prior, static_argnums=(2, 3)),
-        "resample_layer": jax.jit(functools.partial(resample_layer, bb), static_argnums=2),
-    }
     return Method(
         name="hvae",
         init=pure_init,
         state_shapes=shapes_of(pure_init),
         train_step=functools.partial(train_step, bb, tx),
-        predict=predict,
+        predict=backbone_predict(bb),
         latents=LatentSpace(dims=bb.latent_dims, prior_steps=0),
         watch={"generator_grad": ("grad_norm",)},
     )

@@ -46,13 +46,11 @@ from latentebm_jax.config_schema import (
 from latentebm_jax.data.settings import is_text
 from latentebm_jax.methods.base import LatentSpace, Method, MethodSpec, shapes_of
 from latentebm_jax.methods.common import apply_updates, cross_replica_mean, example_keys, normal_layers
+from latentebm_jax.methods.hvae import POSTERIOR_STREAM, backbone_predict
 from latentebm_jax.state import TrainState, new_train_state
 
 Params = dict[str, Any]
 Latents = tuple[jax.Array, ...]
-
-# Named sub-streams of an example's key (the numbering the diffusion prior shares).
-POSTERIOR_STREAM, PRIOR_STREAM = 0, 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,43 +167,10 @@ def train_step(
     return new_state, cross_replica_mean(metrics, axis_name)
 
 
-def variables_of(params: Params) -> Params:
-    """The NVAE variables the backbone interface takes, from :func:`inference_params`' tree."""
-    return params["backbone"]
-
-
 def inference_params(state: TrainState) -> Params:
-    """``{"backbone": {"params", "batch_stats"}}``: what the predict functions take."""
+    """``{"backbone": {"params", "batch_stats"}}``: what the predict functions take (those of a trained
+    backbone alone, :func:`~latentebm_jax.methods.hvae.backbone_predict`, shared with ``hvae``)."""
     return {"backbone": {"params": state.params["backbone"], "batch_stats": state.model_state["batch_stats"]}}
-
-
-def sample_u(bb: NVAEBackbone, keys: jax.Array, u_start: Latents | None = None, free=None) -> Latents:
-    """``ε ~ N(0, I)`` per group, one draw per key; groups with ``free[i] = False`` stay at ``u_start[i]``."""
-    u = normal_layers(bb.latent_shapes, keys, PRIOR_STREAM)
-    if u_start is None:
-        return u
-    return tuple(n if f else s for f, n, s in zip(free, u, u_start))
-
-
-def generate(bb: NVAEBackbone, params: Params, key: jax.Array, num: int) -> jax.Array:
-    """``num`` images ``g(T(ε))``, ``ε ~ N(0, I)`` (NVAE's ancestral sampling at temperature 1)."""
-    v = variables_of(params)
-    return bb.decode(v, bb.to_z(v, sample_u(bb, jax.random.split(key, num))))
-
-
-def resample_layer(bb: NVAEBackbone, params: Params, z: Latents, layer: int, key: jax.Array) -> Latents:
-    """Hierarchical sampling: group ``layer``'s ε drawn anew with the other groups' ε fixed."""
-    v = variables_of(params)
-    keys = jax.random.split(key, z[0].shape[0])
-    free = tuple(i == layer for i in range(len(bb.latent_shapes)))
-    return bb.to_z(v, sample_u(bb, keys, bb.to_u(v, z), free))
-
-
-def log_joint_at_inferred(bb: NVAEBackbone, params: Params, x: jax.Array, key: jax.Array) -> jax.Array:
-    """``log p(x, z̃)`` at ``z̃ ~ q(z̃|x)`` (an anomaly score)."""
-    v = variables_of(params)
-    noise = normal_layers(bb.latent_shapes, jax.random.split(key, x.shape[0]), POSTERIOR_STREAM)
-    return bb.log_joint(v, bb.posterior_draw(v, x, noise), x)
 
 
 # ----------------------------------------------------------------------------- config binding
@@ -269,35 +234,12 @@ def make(config, splits, steps_per_epoch: int) -> Method:
         num_total_iter=total,
     )
     pure_init = functools.partial(init, bb, tx, objective)
-
-    def _infer(params, batch, key):
-        return bb.posterior_mean(variables_of(params), batch["image"])
-
-    def _sample_prior(params, key, num, num_steps):
-        del num_steps  # exact samples
-        return bb.to_z(variables_of(params), sample_u(bb, jax.random.split(key, num)))
-
-    predict = {
-        "generate": jax.jit(
-            lambda params, key, num: {"image": generate(bb, params, key, num)}, static_argnums=2
-        ),
-        "reconstruct": jax.jit(
-            lambda params, batch, key: {"image": bb.decode(variables_of(params), _infer(params, batch, key))}
-        ),
-        "log_joint": jax.jit(
-            lambda params, batch, key: log_joint_at_inferred(bb, params, batch["image"], key)
-        ),
-        "infer": jax.jit(_infer),
-        "decode": jax.jit(lambda params, z: {"image": bb.decode(variables_of(params), z)}),
-        "sample_prior": jax.jit(_sample_prior, static_argnums=(2, 3)),
-        "resample_layer": jax.jit(functools.partial(resample_layer, bb), static_argnums=2),
-    }
     return Method(
         name="nvae",
         init=pure_init,
         state_shapes=shapes_of(pure_init),
         train_step=functools.partial(train_step, bb, tx, objective),
-        predict=predict,
+        predict=backbone_predict(bb),
         inference_params=inference_params,
         latents=LatentSpace(dims=bb.latent_dims, prior_steps=0),
         watch={"generator_grad": ("grad_norm",)},
