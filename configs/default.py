@@ -48,6 +48,12 @@ TRAIN = {
         check=non_negative,
         what="a non-negative integer (0 = only at the end)",
     ),
+    "eval_last_epochs": Setting(
+        0,
+        "also run eval.interval_metrics at the end of each of the last N epochs; summary.json gets each "
+        "number's mean over them as <key>_last_<N>_epochs (LEBM Table 4 / ICCV Table 3 AUPRC protocol)",
+        check=non_negative_int,
+    ),
     "ckpt_every": Setting(1000, "steps between checkpoints", check=positive_int),
     "keep_checkpoints": Setting(3, "newest checkpoints kept", check=positive_int),
     "prefetch": Setting(2, "batches prepared ahead", check=non_negative_int),

@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
         print(str(stop), file=sys.stderr)
         return EXIT_PREEMPTED
     except Exception as err:
-        status = _user_error(err, workdir)
+        status = user_error(err, workdir)
         if status is None or _DEBUG.value:
             raise
         return status
@@ -141,7 +141,7 @@ def _check_distributed_flags() -> None:
         raise ConfigError(f"--coordinator_address = {address!r} must be host:port, e.g. localhost:12355")
 
 
-def _user_error(err: Exception, workdir: str) -> int | None:
+def user_error(err: Exception, workdir: str) -> int | None:
     """Print a user-facing error in one or two lines and return the exit status; ``None`` for a bug (the
     traceback is shown)."""
     from latentebm_jax.backbones import BackboneError

@@ -200,7 +200,7 @@ def test_label_coupled_energy_by_step_and_guidance():
         np.testing.assert_allclose(got[:, 0], scale * outs[0][:, 0], rtol=1e-6)
         np.testing.assert_allclose(dm.layer_neg_energies(hp, outs, t)[:, 2], lse, rtol=1e-6)
     # one label per coupled layer (attributes, Fig. 4): column j for label_layers[j]; -1 leaves it label-free
-    hp = dataclasses.replace(TINY, label_layers=(2, 0), label_steps="all")
+    hp = dataclasses.replace(TINY, label_layers=(2, 0), label_steps="all", shared_label=False)
     outs2 = (jnp.asarray(rng.normal(size=(3, 10)), jnp.float32), outs[1], outs[2])
     per_layer = jnp.stack([labels, jnp.array([2, -1, 5])], axis=1)  # z_3's labels, then z_1's
     got = dm.layer_neg_energies(hp, outs2, t, per_layer)
@@ -209,6 +209,40 @@ def test_label_coupled_energy_by_step_and_guidance():
     want0 = jnp.where(jnp.array([True, False, True]), logits0[jnp.arange(3), jnp.array([2, 0, 5])],
                       jax.nn.logsumexp(logits0, -1))  # fmt: skip
     np.testing.assert_allclose(got[:, 0], want0, rtol=1e-5)
+
+
+def test_one_class_at_several_layers_is_one_softmax_over_the_summed_logits():
+    """Eqs. 18–19 with ``F = Σ_i f_i`` and one ``y``: the coupled layers' energies add up to
+    ``log Σ_y exp Σ_i F_i,y`` (label-free) and ``Σ_i F_i,y`` (labelled, w = 1), and the train step's
+    cross-entropy is ``−log softmax(Σ_i F_i)_y``, the classifier ``class_logits`` evaluates."""
+    rng = np.random.default_rng(1)
+    hp = dataclasses.replace(TINY, label_layers=(2, 0), label_steps="all")
+    outs = tuple(jnp.asarray(rng.normal(size=(3, d)), jnp.float32) for d in (10, 1, 10))
+    t, labels = jnp.array([0, 1, 2]), jnp.array([4, 7, 1])
+    scale = 1.0 / dif.langevin_step_sizes(dif.noise_schedule(3), hp.base_step)[t]
+    summed = scale[:, None] * (outs[0] + outs[2])
+    free = dm.layer_neg_energies(hp, outs, t)
+    np.testing.assert_allclose(free[:, 0] + free[:, 2], jax.nn.logsumexp(summed, -1), rtol=1e-5)
+    np.testing.assert_allclose(free[:, 1], scale * outs[1][:, 0], rtol=1e-6)
+    labelled = dm.layer_neg_energies(hp, outs, t, labels)
+    np.testing.assert_allclose(labelled[:, 0] + labelled[:, 2], summed[jnp.arange(3), labels], rtol=1e-5)
+    # per-layer softmaxes would give a different total
+    per_layer = jax.nn.logsumexp(scale[:, None] * outs[0], -1) + jax.nn.logsumexp(
+        scale[:, None] * outs[2], -1
+    )
+    assert not np.allclose(per_layer, free[:, 0] + free[:, 2], rtol=1e-3)
+    # the train step's cross-entropy: one softmax over the summed logits; per attribute layer otherwise
+    ce = dm.label_cross_entropy(hp, outs, t, labels)
+    np.testing.assert_allclose(
+        ce, -jnp.mean(jax.nn.log_softmax(summed, -1)[jnp.arange(3), labels]), rtol=1e-5
+    )
+    attrs = dataclasses.replace(hp, shared_label=False)
+    both = jnp.stack([labels, jnp.array([2, 3, 5])], axis=1)
+    want = sum(
+        -jnp.mean(jax.nn.log_softmax(scale[:, None] * outs[i], -1)[jnp.arange(3), both[:, j]])
+        for j, i in enumerate((2, 0))
+    )
+    np.testing.assert_allclose(dm.label_cross_entropy(attrs, outs, t, both), want, rtol=1e-5)
 
 
 def test_reverse_sampler_holds_fixed_layers_and_reaches_z():

@@ -71,6 +71,35 @@ def test_train_step_equals_reference_computation_of_algorithm_1():
     assert int(new_state.step) == 1
 
 
+def test_gaussian_prior_baseline_is_short_run_inference_under_n01():
+    """``ebm_hidden = 0`` (Table 1's SRI baseline): no EBM parameters, prior samples are exact draws of
+    ``N(0, σ_p² I)``, and the generator step is the reference one with posterior Langevin on
+    ``log N(z; 0, I) + log p_β(x|z)``."""
+    hp = dataclasses.replace(HP, ebm_hidden=0)
+    tx = {"ebm": optax.sgd(0.5), "gen": optax.sgd(0.01)}
+    state = lebm.init(hp, tx, jax.random.key(0))
+    assert state.params["ebm"] == {}
+    keys = example_keys(jax.random.key(3), 4000)
+    z = lebm.sample_prior(hp, {}, keys)
+    np.testing.assert_allclose(np.std(np.asarray(z)), hp.prior_sigma, rtol=0.02)
+    np.testing.assert_allclose(np.mean(np.asarray(z)), 0.0, atol=0.01)
+
+    x = jnp.asarray(load_digits("train").get(np.arange(6))["image"])
+    new_state, metrics = jax.jit(functools.partial(lebm.train_step, hp, tx))(state, {"image": x})
+    pg = state.params["gen"]
+    g = lambda p, z: hp.likelihood.net().apply({"params": p}, z)
+    keys = example_keys(state.step_key(), 6)
+    z0 = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 2), (hp.latent_dim,)))(keys)
+    log_post = lambda z: -0.5 * jnp.sum(z**2, 1) - jnp.sum((x - g(pg, z)) ** 2, (1, 2, 3)) / (2 * SIGMA**2)
+    z_pos = _reference_chain(log_post, z0, keys, 3, hp.posterior_step_size, hp.posterior_steps)
+    grad_g = jax.grad(lambda p: jnp.mean(jnp.sum((x - g(p, z_pos)) ** 2, (1, 2, 3))) / (2 * SIGMA**2))(pg)
+    want_g = jax.tree.map(lambda p, d: p - 0.01 * d, pg, grad_g)
+    for a, b in zip(jax.tree.leaves(new_state.params["gen"]), jax.tree.leaves(want_g)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+    assert new_state.params["ebm"] == {}
+    assert float(metrics["f_pos"]) == 0.0 and float(metrics["grad_norm_e"]) == 0.0
+
+
 def test_official_generator_loss_option_differs_only_by_the_constant():
     x = jnp.ones((2, 8, 8, 1))
     x_hat = jnp.zeros((2, 8, 8, 1))

@@ -150,6 +150,7 @@ class DiffusionHparams(DiffusionSettings):
     """Backbone, EBM and sampler settings (static). ``label_layers`` here are 0-based."""
 
     backbone: Any = None  # a Backbone (latentebm_jax/backbones)
+    shared_label: bool = True  # one class y at every coupled layer (else one attribute per layer)
 
     @property
     def latent_dims(self) -> tuple[int, ...]:
@@ -254,11 +255,27 @@ def layer_neg_energies(
     for the default guidance ``w = 1`` is ``F_i,y`` itself (Eq. 14); ``w > 1`` sharpens ``p(y|ũ)``.
 
     ``labels``: ``(B,)``, one label for every coupled layer (a class), or ``(B, J)``, one per entry of
-    ``hp.label_layers`` (attributes at different layers, Fig. 4); ``−1`` leaves that layer label-free."""
+    ``hp.label_layers`` (attributes at different layers, Fig. 4); ``−1`` leaves that layer label-free.
+
+    One class coupled at several layers (``hp.shared_label``): Eqs. 18–19 take ``F = Σ_i f_i`` with one
+    ``y``, so the coupled layers give together ``log Σ_y exp Σ_i F_i,y`` (with labels: ``Σ_i F_i,y``), put
+    in the column of the top coupled layer (the others' columns are 0); the total is Eq. 18's energy, which
+    a per-layer ``Σ_i log Σ_y exp F_i,y`` is not."""
     scale = energy_scale(hp, t)[:, None]
+    joint = hp.shared_label and len(hp.label_layers) > 1
+    if joint:
+        summed = scale * sum(outputs[i] for i in hp.label_layers)
+        f_joint = jax.nn.logsumexp(summed, axis=-1)
+        if labels is not None:
+            chex.assert_rank(labels, 1)
+            picked = jnp.take_along_axis(summed, jnp.maximum(labels, 0)[:, None], axis=-1)[:, 0]
+            on = label_coupled(hp, t) & (labels >= 0)
+            f_joint = jnp.where(on, f_joint + hp.label_guidance * (picked - f_joint), f_joint)
     cols = []
     for i, out in enumerate(outputs):
-        if i in hp.label_layers:
+        if joint and i in hp.label_layers:
+            cols.append(f_joint if i == max(hp.label_layers) else jnp.zeros_like(f_joint))
+        elif i in hp.label_layers:
             logits = scale * out
             f = jax.nn.logsumexp(logits, axis=-1)
             if labels is not None:
@@ -270,6 +287,24 @@ def layer_neg_energies(
         else:
             cols.append(scale[:, 0] * out[:, 0])
     return jnp.stack(cols, axis=-1)
+
+
+def label_cross_entropy(
+    hp: DiffusionHparams, outputs: tuple[jax.Array, ...], t: jax.Array, labels: jax.Array
+) -> jax.Array:
+    """``−log p(y | ũ_t, ũ_{t+1})`` (Eq. 19), averaged over the examples coupled at ``t``: the softmax of the
+    energies ``⟨F, y⟩``, one over the summed logits ``Σ_i F_i`` for a class ``(B,)`` coupled at every label
+    layer, one per layer for per-layer attributes ``(B, J)`` (summed over layers)."""
+    scale = energy_scale(hp, t)[:, None]
+    groups = [hp.label_layers] if labels.ndim == 1 else [(i,) for i in hp.label_layers]
+    ce = jnp.zeros(())
+    for group in groups:
+        y = layer_labels(hp, labels, group[0])
+        on = (label_coupled(hp, t) & (y >= 0)).astype(jnp.float32)
+        logp = jax.nn.log_softmax(scale * sum(outputs[i] for i in group), axis=-1)
+        nll = -jnp.take_along_axis(logp, jnp.maximum(y, 0)[:, None], axis=-1)[:, 0]
+        ce = ce + jnp.sum(on * nll) / jnp.maximum(jnp.sum(on), 1.0)
+    return ce
 
 
 def layer_labels(hp: DiffusionHparams, labels: jax.Array, layer: int) -> jax.Array:
@@ -479,13 +514,7 @@ def train_step(
         loss = jnp.sum(per_layer)
         ce = jnp.zeros(())
         if use_labels:
-            scale = energy_scale(hp, t)[:, None]
-            for i in hp.label_layers:  # softmax of the energies ⟨F, y⟩ (Eq. 19)
-                y = layer_labels(hp, labels, i)
-                on = (label_coupled(hp, t) & (y >= 0)).astype(jnp.float32)
-                logp = jax.nn.log_softmax(scale * outs[i][:b], axis=-1)
-                nll = -jnp.take_along_axis(logp, jnp.maximum(y, 0)[:, None], axis=-1)[:, 0]
-                ce = ce + jnp.sum(on * nll) / jnp.maximum(jnp.sum(on), 1.0)
+            ce = label_cross_entropy(hp, tuple(o[:b] for o in outs), t, labels)
             loss = loss + hp.label_weight * ce
         aux = (per_layer, jnp.mean(g[:b], axis=0), jnp.mean(g[b:], axis=0), ce)
         return loss, (aux, updated.get("batch_stats", stats))
@@ -735,7 +764,7 @@ def hparams_from_config(config) -> DiffusionHparams:
     backbone = BACKBONES[values["backbone_kind"]].build(
         config.backbone, (d.image_size, d.image_size, d.channels)
     )
-    return DiffusionHparams(backbone=backbone, **values)
+    return DiffusionHparams(backbone=backbone, shared_label=not tuple(d.get("attributes", ())), **values)
 
 
 def _configure(config) -> None:

@@ -173,10 +173,20 @@ class EBMPrior:
     """``p_α(z) ∝ exp(f_α(z)) N(z; 0, σ_p² I)`` on one latent vector (Eq. 2), ``f_α`` an MLP."""
 
     latent_dim: int = setting(100, "n_z: units of the latent vector", check=positive_int)
-    ebm_hidden: int = setting(200, "width of the EBM's hidden layers", check=positive_int)
+    ebm_hidden: int = setting(
+        200,
+        "width of the EBM's hidden layers (0 = no EBM: the Gaussian prior N(0, σ_p² I), short-run inference)",
+        check=non_negative_int,
+    )
     ebm_layers: int = setting(2, "hidden layers of the EBM", check=non_negative_int)
     ebm_activation: str = setting("gelu", "the EBM's activation", choices=tuple(ACTIVATIONS))
     prior_sigma: float = setting(1.0, "σ_p of the reference N(0, σ_p² I)", check=positive)
+
+    @property
+    def has_ebm(self) -> bool:
+        """``False`` for ``ebm_hidden = 0``: ``f_α ≡ 0``, the same generator under ``N(0, σ_p² I)`` learned by
+        short-run posterior Langevin (the SRI baseline of Table 1, Nijkamp et al. 2020)."""
+        return self.ebm_hidden > 0
 
     def energy_net(self) -> MLPEnergy:
         return MLPEnergy(hidden=self.ebm_hidden, num_hidden=self.ebm_layers, activation=self.ebm_activation)
@@ -209,7 +219,9 @@ class LEBMOptimizer(AdamSchedule):
 
 
 def neg_energy(hp: EBMPrior, ebm_params: Params, z: jax.Array) -> jax.Array:
-    """``f_α(z)``, shape ``(B,)``."""
+    """``f_α(z)``, shape ``(B,)`` (zero without an EBM)."""
+    if not hp.has_ebm:
+        return jnp.zeros(z.shape[:1], z.dtype)
     return hp.energy_net().apply({"params": ebm_params}, z)
 
 
@@ -239,9 +251,13 @@ def sample_prior(
 ):
     """``z⁻ ~ p̃_α(z)``: short-run prior Langevin (Eq. 9, ``s₀``, ``K₀``) from ``N(0, σ_init² I)``.
 
-    ``keys`` holds one typed key per chain (so ``len(keys)`` chains run).
+    ``keys`` holds one typed key per chain (so ``len(keys)`` chains run). Without an EBM (and without
+    ``trace``) the samples are exact draws of ``N(0, σ_p² I)``.
     """
-    z0 = hp.init_sigma * normal_per_example(fold_keys(keys, _PRIOR_INIT), (hp.latent_dim,))
+    eps = normal_per_example(fold_keys(keys, _PRIOR_INIT), (hp.latent_dim,))
+    if not hp.has_ebm and not trace:
+        return hp.prior_sigma * eps
+    z0 = hp.init_sigma * eps
     return langevin(
         functools.partial(log_prior, hp, ebm_params),
         z0,
@@ -277,7 +293,8 @@ def init(hp: LEBMHparams, tx: dict[str, optax.GradientTransformation], key: jax.
     k_ebm, k_gen, k_run = jax.random.split(key, 3)
     z = jnp.zeros((1, hp.latent_dim), jnp.float32)
     lik = hp.likelihood
-    params = {"ebm": hp.energy_net().init(k_ebm, z)["params"], lik.network: lik.init(k_gen, hp.latent_dim)}
+    ebm = hp.energy_net().init(k_ebm, z)["params"] if hp.has_ebm else {}
+    params = {"ebm": ebm, lik.network: lik.init(k_gen, hp.latent_dim)}
     opt_state = {name: tx[name].init(p) for name, p in params.items()}
     return new_train_state(params, opt_state, k_run)
 

@@ -19,7 +19,7 @@ from latentebm_jax import evaluation
 from latentebm_jax.checkpoint import Checkpointer, CheckpointError
 from latentebm_jax.data import DataSplits
 from latentebm_jax.state import TrainState
-from latentebm_jax.training.metrics_writer import MetricsWriter, write_json
+from latentebm_jax.training.metrics_writer import MetricsWriter, read_jsonl, write_json
 from latentebm_jax.training.setup import EVAL_STREAM, SAMPLE_STREAM, RunSetup, is_main_process
 from latentebm_jax.training.workdir import WorkdirLock, check_provenance, check_workdir
 
@@ -84,12 +84,47 @@ def evaluate(
     ctx = setup.context(params, workdir, step, EVAL_STREAM)
     summary: dict[str, Any] = {"method": config.method, "dataset": config.data.name, "step": step}
     summary.update(evaluation.run(ctx, setup.evaluators))
+    summary.update(last_epochs_means(config, workdir, setup.steps_per_epoch, setup.total_steps, step))
     summary["eval_seconds"] = round(time.time() - t0, 2)
     if is_main_process():
         write_json(os.path.join(workdir, "summary.json"), summary)
         numbers = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, float)}
         MetricsWriter(os.path.join(workdir, "metrics.jsonl")).write(step, numbers)
     return summary
+
+
+def last_epochs_steps(num_epochs: int, steps_per_epoch: int, total_steps: int) -> list[int]:
+    """The steps that end each of the last ``num_epochs`` epochs of a ``total_steps`` run (at most as many as
+    the run has; the last one is ``total_steps``)."""
+    if num_epochs <= 0 or steps_per_epoch <= 0:
+        return []
+    ends = [total_steps - i * steps_per_epoch for i in range(num_epochs)]
+    return sorted(s for s in ends if s > 0)
+
+
+def last_epochs_means(config, workdir: str, steps_per_epoch: int, total_steps: int, step: int) -> dict:
+    """``<key>_last_<N>_epochs`` (the mean) and ``<key>_last_<N>_epochs_values`` for every number the
+    interval evaluators wrote to ``metrics.jsonl`` at the end of each of the last ``N =
+    train.eval_last_epochs`` epochs (the protocol of LEBM Table 4 and ICCV Table 3: AUPRC averaged over the
+    last 10 epochs). Empty unless training finished (``step == total_steps``) and every one is there."""
+    n = int(config.train.eval_last_epochs)
+    wanted = last_epochs_steps(n, steps_per_epoch, total_steps)
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not wanted or step != total_steps or not os.path.exists(path):
+        return {}
+    at: dict[int, dict] = {}
+    for record in read_jsonl(path):
+        if record.get("step") in wanted:
+            at.setdefault(record["step"], {}).update(record)
+    keys = set.intersection(*(set(at.get(s, {})) for s in wanted)) if wanted else set()
+    out: dict = {}
+    for key in sorted(k for k in keys if k.startswith("eval/")):
+        values = [at[s][key] for s in wanted]
+        if all(isinstance(v, (int, float)) for v in values):
+            name = f"{key[len('eval/') :]}_last_{n}_epochs"
+            out[name] = float(sum(values) / len(values))
+            out[f"{name}_values"] = [float(v) for v in values]
+    return out
 
 
 def evaluate_interval(setup: RunSetup, params: Any, workdir: str, step: int) -> dict[str, Any]:

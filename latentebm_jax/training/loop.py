@@ -31,7 +31,13 @@ from latentebm_jax.checkpoint import Checkpointer
 from latentebm_jax.data import DataSplits
 from latentebm_jax.training import parallel
 from latentebm_jax.training.divergence import DivergenceError, DivergenceGuard
-from latentebm_jax.training.evaluate import evaluate, evaluate_interval, sample, stored_config
+from latentebm_jax.training.evaluate import (
+    evaluate,
+    evaluate_interval,
+    last_epochs_steps,
+    sample,
+    stored_config,
+)
 from latentebm_jax.training.metrics_writer import MetricsWriter, write_json
 from latentebm_jax.training.preemption import Preempted, PreemptionWatch
 from latentebm_jax.training.setup import RunSetup, is_main_process, log
@@ -176,6 +182,7 @@ def _train_loop(setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks,
                 f"train.min_grad_norm if these values are expected."
             )
 
+    last_epoch_ends = set(last_epochs_steps(tcfg.eval_last_epochs, setup.steps_per_epoch, total))
     t_loop = time.time()
     first_step_seconds = 0.0
     with (
@@ -212,7 +219,8 @@ def _train_loop(setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks,
                 write_window(done, bar)
                 save(done)
                 raise Preempted(watch.signal_name, done, ckpt.directory)
-            if tcfg.eval_every and done % tcfg.eval_every == 0 and not is_last:
+            periodic = tcfg.eval_every and done % tcfg.eval_every == 0 and not is_last
+            if periodic or done in last_epoch_ends:
                 flush()
                 if main and setup.interval_evaluators:
                     # fetch parameters and model state only, not the optimiser state

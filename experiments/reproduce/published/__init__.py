@@ -1,0 +1,1 @@
+"""The four papers' tables and figures, transcribed (see ``experiments/reproduce/paper_tables.py``)."""

@@ -1,0 +1,188 @@
+"""Run the training runs of a protocol (resuming unfinished ones, skipping finished ones) and read back their
+``summary.json``.
+
+A run lives in ``<workdir>/<paper>/<scale>/<run name>/seed<k>``. It counts as finished when its
+``summary.json`` comes from training (it has ``train_steps``) and its ``config.json`` is the config asked
+for; otherwise :func:`latentebm_jax.training.loop.train` is called on it, which resumes from the newest
+checkpoint (or refuses, naming the key, when the directory holds a run of another config).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from experiments.reproduce.protocol import Protocol, Run
+from latentebm_jax.config_schema import ConfigError, flatten, nearest_key
+
+
+def run_dir(workdir: str, paper: str, scale: str, run: Run, seed: int) -> str:
+    return os.path.join(workdir, paper, scale, run.name, f"seed{seed}")
+
+
+def load_config(spec: str):
+    """The config ``"configs/<file>.py[:method]"`` names, as ``--config`` loads it."""
+    path, _, method = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path} does not exist (run from the repository root)")
+    module_spec = importlib.util.spec_from_file_location("_reproduce_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(method) if method else module.get_config()
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set KEY=VALUE`` value: a Python literal (``3``, ``1e-4``, ``(1, 2)``, ``True``) or a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_overrides(config, overrides: Mapping[str, Any], origin: str) -> None:
+    """Set ``{"group.key": value}`` on ``config``; an unknown key is a :class:`ConfigError` naming the
+    nearest one."""
+    schema = flatten(config)
+    for path, value in overrides.items():
+        if path not in schema:
+            near = nearest_key(path, schema)
+            hint = f"; did you mean '{near}'?" if near else ""
+            raise ConfigError(f"{origin}: config key '{path}' does not exist for {config.method}{hint}")
+        *groups, key = path.split(".")
+        target = config
+        for group in groups:
+            target = target[group]
+        try:
+            target[key] = value
+        except TypeError as err:
+            raise ConfigError(f"{origin}: config key '{path}' = {value!r}: {err}") from None
+
+
+def build_config(
+    run: Run, seed: int, dirs: Mapping[str, str], extra: Mapping[str, Any], scale_overrides: Mapping[str, Any]
+):
+    """The validated config of ``run`` at ``seed``: the file, the protocol's overrides, the directories of
+    the runs it builds on, then the user's ``--set`` overrides."""
+    from configs.default import validate
+
+    config = load_config(run.config)
+    apply_overrides(config, scale_overrides, f"run {run.name}")
+    apply_overrides(config, run.overrides, f"run {run.name}")
+    apply_overrides(config, {key: dirs[name] for key, name in run.run_dirs.items()}, f"run {run.name}")
+    apply_overrides(config, extra, "--set")
+    config.seed = seed
+    validate(config)
+    return config
+
+
+def is_finished(directory: str, config) -> bool:
+    """``directory`` holds a finished training run of ``config``."""
+    from latentebm_jax.training.workdir import config_json
+
+    try:
+        with open(os.path.join(directory, "summary.json")) as f:
+            summary = json.load(f)
+        with open(os.path.join(directory, "config.json")) as f:
+            stored = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return False
+    return "train_steps" in summary and stored == json.loads(json.dumps(config_json(config)))
+
+
+def read_summary(directory: str) -> dict[str, Any]:
+    with open(os.path.join(directory, "summary.json")) as f:
+        return json.load(f)
+
+
+def ordered_runs(protocol: Protocol) -> list[Run]:
+    """The runs with every run before those built on it."""
+    done: list[Run] = []
+    pending = list(protocol.runs)
+    while pending:
+        ready = [r for r in pending if all(n in {d.name for d in done} for n in r.run_dirs.values())]
+        if not ready:
+            raise ValueError(f"runs {[r.name for r in pending]} depend on runs missing from the protocol")
+        done.extend(ready)
+        pending = [r for r in pending if r not in ready]
+    return done
+
+
+def run_protocol(
+    protocol: Protocol,
+    *,
+    paper: str,
+    scale: str,
+    workdir: str,
+    seeds: Iterable[int],
+    extra: Mapping[str, Any] = {},
+    scale_overrides: Mapping[str, Any] = {},
+    train: Callable[[Any, str], dict] | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Train every run of ``protocol`` for every seed (skipping finished ones) and return their summaries,
+    ``{(run name, seed): summary}``. Every config is built and validated before the first run starts."""
+    if train is None:
+        from latentebm_jax.training import loop
+
+        train = loop.train
+    seeds = list(seeds)
+    runs = ordered_runs(protocol)
+    configs: dict[tuple[str, int], Any] = {}
+    for seed in seeds:
+        dirs = {r.name: run_dir(workdir, paper, scale, r, seed) for r in runs}
+        for run in runs:
+            configs[run.name, seed] = build_config(run, seed, dirs, extra, scale_overrides)
+    summaries: dict[tuple[str, int], dict[str, Any]] = {}
+    for seed in seeds:
+        for run in runs:
+            directory = run_dir(workdir, paper, scale, run, seed)
+            config = configs[run.name, seed]
+            if is_finished(directory, config):
+                say(f"  {run.name} seed {seed}: finished, read from {directory}")
+            else:
+                say(f"  {run.name} seed {seed}: training in {directory} ({command_of(run, seed, directory)})")
+                os.makedirs(directory, exist_ok=True)
+                t0 = time.time()
+                train(config, directory)
+                say(f"  {run.name} seed {seed}: done in {(time.time() - t0) / 60:.1f} min")
+            summaries[run.name, seed] = read_summary(directory)
+    return summaries
+
+
+def command_of(run: Run, seed: int, directory: str) -> str:
+    """The ``experiments.main`` command that trains the same run (without run-directory overrides)."""
+    parts = [
+        f"python -m experiments.main --config={run.config} --workdir={directory}",
+        f"--config.seed={seed}",
+    ]
+    parts += [f"--config.{k}={_flag_value(v)}" for k, v in run.overrides.items()]
+    parts += [f"--config.{k}=<{name} run>" for k, name in run.run_dirs.items()]
+    return " ".join(parts)
+
+
+def _flag_value(value: Any) -> str:
+    text = repr(value) if isinstance(value, (tuple, list)) else str(value)
+    return f'"{text}"' if " " in text else text
+
+
+def copy_figures(
+    protocol: Protocol, *, paper: str, scale: str, workdir: str, seeds: Iterable[int], out_dir: str
+) -> list[str]:
+    """Copy ``protocol.figures`` (``(run name, file)``) of the first seed into ``out_dir`` as
+    ``<run>_<file>``; returns the copies (a figure the run did not write is skipped)."""
+    seed = next(iter(seeds))
+    copied = []
+    for name, filename in protocol.figures:
+        source = os.path.join(run_dir(workdir, paper, scale, protocol.run_named(name), seed), filename)
+        if os.path.isfile(source):
+            os.makedirs(out_dir, exist_ok=True)
+            dest = os.path.join(out_dir, f"{name}_{os.path.basename(filename)}")
+            shutil.copyfile(source, dest)
+            copied.append(dest)
+    return copied
