@@ -319,15 +319,54 @@ def reverse_sample(
     start: int | None = None,
     stop: int = 0,
     free: Sequence[bool] | None = None,
+    fixed_layers: str = "clean",
 ) -> Latents:
     """Algorithm 2: from ``u_T`` through ``t = start … stop`` (default ``T−1 … 0``), each ``u_t`` sampled
-    from ``p_ω(u_t | u_{t+1})`` started at ``u_{t+1}``. Layers with ``free[i] = False`` stay at their
-    ``u_T`` value throughout. Returns ``u_stop`` (map it to ``z̃`` with :func:`u_to_z`)."""
+    from ``p_ω(u_t | u_{t+1})`` started at ``u_{t+1}``. Returns ``u_stop`` (map it to ``z̃`` with
+    :func:`u_to_z`).
+
+    Layers with ``free[i] = False`` (hierarchical and compositional sampling) hold the clean value given in
+    ``u_T``; how they enter the noisy steps is a choice the paper leaves open:
+
+    * ``fixed_layers="clean"`` (default): the clean value at every step, as the conditioning ``u_{t+1}``
+      and as part of ``u_t``;
+    * ``"diffused"``: a forward trajectory of the fixed layers, ``u_0 =`` the clean value,
+      ``u_k = a_k u_{k−1} + σ_k ε_k`` (Eq. 7's kernel, noise from ``keys``), so that at step ``t`` the
+      conditioning holds ``u_{t+1}`` and the sampled state ``u_t`` of that trajectory: every layer at the
+      step's noise level. The fixed layers come out clean (``u_0``) either way.
+    """
+    if fixed_layers not in FIXED_LAYERS:
+        raise ValueError(f"fixed_layers = {fixed_layers!r} is not one of {FIXED_LAYERS}")
     b = batch_size_of(u_T)
     start = schedule.num_steps - 1 if start is None else start
     u = tuple(u_T)
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+    free = (True,) * len(u) if free is None else tuple(free)
+    trajectory = None
+    if fixed_layers == "diffused" and not all(free):
+        trajectory = forward_trajectory(schedule, u, fold(keys, _FIXED_NOISE), start + 1)
+        u = _with_fixed(u, trajectory[start + 1], free)
     for t in range(start, stop - 1, -1):
         tt = jnp.full((b,), t, jnp.int32)
-        u = conditional_step(neg_energy, to_z, schedule, settings, u, tt, fold(keys, t), free=free)
+        init = None if trajectory is None else _with_fixed(u, trajectory[t], free)
+        u = conditional_step(neg_energy, to_z, schedule, settings, u, tt, fold(keys, t), init=init, free=free)
     return u
+
+
+FIXED_LAYERS = ("clean", "diffused")
+_FIXED_NOISE = 1_000_003  # stream of the fixed layers' forward noise (apart from the steps' streams)
+
+
+def forward_trajectory(schedule: NoiseSchedule, u0: Latents, keys: jax.Array, upto: int) -> list[Latents]:
+    """``[u_0, u_1, …, u_upto]`` with ``u_k = a_k u_{k−1} + σ_k ε_k`` (the forward kernel ``q(u_k |
+    u_{k−1})`` of Eq. 7, one key per example)."""
+    out = [tuple(u0)]
+    fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+    for k in range(1, upto + 1):
+        noise = gaussian_like(fold(keys, k), out[-1])
+        out.append(tuple(schedule.a[k] * v + schedule.sigma[k] * e for v, e in zip(out[-1], noise)))
+    return out
+
+
+def _with_fixed(u: Latents, fixed: Latents, free: Sequence[bool]) -> Latents:
+    return tuple(v if f else w for f, v, w in zip(free, u, fixed))

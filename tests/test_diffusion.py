@@ -213,3 +213,52 @@ def test_reverse_diffusion_recovers_mode_weights_the_marginal_chain_misses():
     tv_marg, near_marg = distances(marginal)
     assert tv_rev < 0.15 < 0.25 < tv_marg, (tv_rev, tv_marg)
     assert near_rev < 0.5 and near_marg < 0.5  # both reach the modes; only the weights differ
+
+
+def test_fixed_layers_clean_or_diffused_to_each_steps_noise_level():
+    """Hierarchical sampling with a fixed layer: ``"clean"`` conditions every reverse step on the clean
+    value; ``"diffused"`` on the forward trajectory ``u_k = a_k u_{k-1} + σ_k ε_k`` of that layer (its
+    marginal is ``N(ā_k u_0, σ̄_k² I)``, checked here), written out step by step with
+    :func:`conditional_step`. The fixed layer comes out clean either way."""
+    sched = dif.noise_schedule(3)
+    settings = dif.ReverseSettings(step=jnp.sqrt(dif.langevin_step_sizes(sched, 1e-2)), num_steps=5)
+
+    def neg_energy(z, t):  # couples the layers, so the fixed layer's noise level matters
+        return -0.5 * jnp.sum((z[0] - z[1]) ** 2, -1) * (1.0 + t)
+
+    identity = lambda u: u
+    n = 4000
+    keys = jax.random.split(jax.random.key(0), n)
+    clean = jnp.full((n, 2), 1.5)
+    u_T = (jax.random.normal(jax.random.key(1), (n, 2)), clean)
+    free = (True, False)
+    fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
+
+    # the fixed layer's forward trajectory: the kernel's increments are standard normal, independent of
+    # the previous state, and the marginals are N(ā_k u_0, σ̄_k² I)
+    traj = [v[1] for v in dif.forward_trajectory(sched, u_T, fold(keys, 1_000_003), 3)]
+    np.testing.assert_array_equal(traj[0], clean)
+    for k in range(1, 4):
+        eps = np.asarray((traj[k] - sched.a[k] * traj[k - 1]) / sched.sigma[k])
+        np.testing.assert_allclose([eps.mean(), eps.std()], [0.0, 1.0], atol=0.03)
+        if k > 1:  # u_0 is constant
+            assert abs(np.corrcoef(eps[:, 0], np.asarray(traj[k - 1])[:, 0])[0, 1]) < 0.05
+        np.testing.assert_allclose(np.mean(traj[k]), sched.a_bar[k] * 1.5, atol=0.05)
+        np.testing.assert_allclose(np.std(traj[k]), sched.sigma_bar[k], rtol=0.05)
+
+    step = functools.partial(dif.conditional_step, neg_energy, identity, sched, settings)
+    u = (u_T[0], traj[3])
+    for t in (2, 1, 0):
+        tt = jnp.full((n,), t, jnp.int32)
+        u = step(u, tt, fold(keys, t), init=(u[0], traj[t]), free=free)
+    diffused = dif.reverse_sample(
+        neg_energy, identity, sched, settings, u_T, keys, free=free, fixed_layers="diffused"
+    )
+    np.testing.assert_allclose(diffused[0], u[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(diffused[1], clean)
+
+    kept = dif.reverse_sample(neg_energy, identity, sched, settings, u_T, keys, free=free)
+    np.testing.assert_array_equal(kept[1], clean)
+    assert not np.allclose(kept[0], diffused[0], atol=1e-3)
+    with pytest.raises(ValueError, match="fixed_layers"):
+        dif.reverse_sample(neg_energy, identity, sched, settings, u_T, keys, free=free, fixed_layers="noisy")

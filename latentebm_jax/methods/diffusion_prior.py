@@ -143,6 +143,12 @@ class DiffusionSettings:
         check=non_negative,
     )
     temperature: float = setting(1.0, "sampling temperature τ (target π^{1/τ²})", check=positive)
+    fixed_layers: str = setting(
+        "clean",
+        "hierarchical/compositional sampling: fixed layers clean at every reverse step, or diffused to each "
+        "step's noise level by the forward kernel",
+        choices=dif.FIXED_LAYERS,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,6 +415,7 @@ def reverse_process_sample(
         u_T,
         keys,
         free=free,
+        fixed_layers=hp.fixed_layers,
     )
 
 
