@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -193,7 +194,7 @@ def test_reproduce_writes_tables_figures_and_the_readme_block(reproduced):
     assert len(values) == 2
     mean, std = np.mean(values), np.std(values, ddof=1)
     assert "| Gaussian prior | " in text and report._fmt(mean, 3) + " ± " + report._fmt(std, 3) in text
-    assert "python -m experiments.reproduce lebm tiny --seeds=2" in text
+    assert "`python -m experiments.reproduce lebm tiny` · seeds 1, 2 (mean ± std over 2)" in text
     assert os.path.isfile(os.path.join(out, "tiny_figures", "gauss_reconstructions.png"))
     with open(readme) as f:
         content = f.read()
@@ -223,3 +224,15 @@ def test_command_line_lists_targets_and_names_a_wrong_one(capsys, tmp_path):
     assert reproduce_main(["lebm", "table1", "--set", "lebm.ebm_hiden=3", f"--workdir={tmp_path}"]) == 2
     assert "did you mean 'lebm.ebm_hidden'" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []  # every config is checked before anything runs
+
+
+def test_readme_result_blocks_name_real_targets_and_the_command_that_wrote_them():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md")) as f:
+        readme = f.read()
+    blocks = re.findall(r"<!-- reproduce (\w+) (\w+) (\w+) -->\n(.*?)<!-- /reproduce -->", readme, re.S)
+    for paper, name, scale, body in blocks:
+        target = targets.TARGETS[f"{paper} {name}"]
+        assert target.protocol(scale) is not None
+        assert body.startswith(f"**{paper} {name}** — {target.what}"), (paper, name)
+        assert f"`python -m experiments.reproduce {paper} {name}" in body, (paper, name)

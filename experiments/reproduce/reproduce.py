@@ -19,10 +19,11 @@ def block_start(target: Target, scale: str) -> str:
 
 
 def command_line(target: Target, scale: str, seeds: list[int], extra: Mapping[str, Any]) -> str:
+    """The command that reproduces the table (seeds named when they differ from the target's default)."""
     parts = ["python -m experiments.reproduce", target.paper, target.name]
     if scale != "cpu":
         parts.append(f"--scale={scale}")
-    if len(seeds) > 1:
+    if len(seeds) != target.protocol(scale).seeds:
         parts.append(f"--seeds={len(seeds)}")
     parts += [f"--set {k}={v}" for k, v in extra.items()]
     return " ".join(parts)
