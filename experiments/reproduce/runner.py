@@ -82,7 +82,10 @@ def build_config(
 
 
 def is_finished(directory: str, config) -> bool:
-    """``directory`` holds a finished training run of ``config``."""
+    """``directory`` holds a finished training run of ``config``: its ``summary.json`` comes from training
+    and every key its ``config.json`` shares with ``config`` has the same value (keys a later version of the
+    library added, at their defaults, do not make a finished run stale)."""
+    from latentebm_jax.config_schema import leaf_values
     from latentebm_jax.training.workdir import config_json
 
     try:
@@ -92,7 +95,8 @@ def is_finished(directory: str, config) -> bool:
             stored = json.load(f)
     except (OSError, json.JSONDecodeError):
         return False
-    return "train_steps" in summary and stored == json.loads(json.dumps(config_json(config)))
+    a, b = leaf_values(stored), leaf_values(json.loads(json.dumps(config_json(config))))
+    return "train_steps" in summary and all(a[k] == b[k] for k in set(a) & set(b))
 
 
 def read_summary(directory: str) -> dict[str, Any]:
