@@ -68,6 +68,7 @@ MODULES = (
     "latentebm_jax.data.pipeline",
     "latentebm_jax.data.text",
     "latentebm_jax.data.toy_grammar",
+    "latentebm_jax.data.mode_grammar",
     "latentebm_jax.metrics.frechet",
     "latentebm_jax.metrics.detection",
     "latentebm_jax.metrics.domain",

@@ -423,6 +423,7 @@ ICCV_TARGETS = (
         why_not="drawn by `python -m experiments.toy_hierarchy` (LEBM and the joint prior with 2-d latents "
         "on digits 0–2), a script rather than a training protocol",
     ),
+    Target("iccv", "fig3", "the model's illustration", published("iccv", "fig3"), why_not="a diagram"),
     Target(
         "iccv",
         "fig1",
@@ -638,6 +639,88 @@ ICML_TARGETS = (
     ),
 )
 
+_CIFAR_NVAE = Run("cifar10", "Ours (T = 3), NVAE backbone", "configs/cifar10.py:diffusion")
+_NVAE_NEEDS = (
+    "NVIDIA's NVAE checkpoint converted with experiments.convert_nvae (--set diffusion.backbone_dir=DIR); "
+    f"{TFDS}; {ACCEL}"
+)
+_CELEBA_ATTRS = Run(
+    "celeba64_attributes",
+    "CelebA-64, Male / Smiling / Blond_Hair at z_3 / z_2 / z_1",
+    "configs/celeba64.py:diffusion",
+    {
+        "data.attributes": ("Male", "Smiling", "Blond_Hair"),
+        "diffusion.label_layers": (3, 2, 1),
+        "diffusion.num_classes": 2,
+    },
+    run_dirs={"diffusion.backbone_dir": "celeba64_hvae"},
+)
+ICML_TARGETS = (
+    *ICML_TARGETS,
+    Target(
+        "icml",
+        "fig1",
+        "image synthesis",
+        published("icml", "fig1"),
+        paper_scale=Protocol(runs=(_CIFAR_NVAE,), figures=(("cifar10", "samples.png"),), needs=_NVAE_NEEDS),
+        why_not="samples at the paper's scale; the CPU-scale samples are table1's figures",
+    ),
+    Target(
+        "icml",
+        "fig4",
+        "synthesis with several attributes coupled at different layers (compositional)",
+        published("icml", "fig4"),
+        paper_scale=Protocol(
+            runs=(
+                Run("celeba64_hvae", "HVAE backbone, CelebA-64", "configs/celeba64.py:hvae"),
+                _CELEBA_ATTRS,
+            ),
+            columns=tuple(
+                Column(f"attribute accuracy z_{i}", f"attribute_logits_test_accuracy[{j}]", None, False)
+                for j, i in enumerate((3, 2, 1))
+            ),
+            figures=(("celeba64_attributes", "compositional.png"),),
+            needs=f"{TFDS} (celeb_a with attributes); {ACCEL}",
+        ),
+        why_not="the digits have no attributes; the CPU-scale class coupling is fig5",
+    ),
+    Target(
+        "icml",
+        "fig7",
+        "short-run Langevin transitions within diffusion steps",
+        published("icml", "fig7"),
+        cpu=Protocol(runs=(_HVAE, _DIFF), figures=(("diffusion", "chain_100.png"),)),
+    ),
+    Target(
+        "icml",
+        "fig9",
+        "image synthesis on CIFAR-10",
+        published("icml", "fig9"),
+        paper_scale=Protocol(runs=(_CIFAR_NVAE,), figures=(("cifar10", "samples.png"),), needs=_NVAE_NEEDS),
+        why_not="samples at the paper's scale (LSUN-Church-64 has no config here)",
+    ),
+    Target(
+        "icml",
+        "fig10",
+        "CelebA-HQ-256 synthesis at temperatures 1.0 and 0.7",
+        published("icml", "fig10"),
+        paper_scale=Protocol(
+            runs=(
+                Run("celeba_hq256", "Ours (T = 3), CelebA-HQ-256", "configs/celeba_hq256.py:diffusion"),
+                Run(
+                    "celeba_hq256_t07",
+                    "τ = 0.7",
+                    "configs/celeba_hq256.py:diffusion",
+                    {"diffusion.temperature": 0.7},
+                ),
+            ),
+            figures=(("celeba_hq256", "samples.png"), ("celeba_hq256_t07", "samples.png")),
+            needs=_NVAE_NEEDS,
+        ),
+        why_not="needs the CelebA-HQ-256 NVAE",
+    ),
+)
+
 # ----------------------------------------------------------------------------- BiDVL (CVPR 2022)
 
 
@@ -792,6 +875,19 @@ BIDVL_TARGETS = (
         published("bidvl", "fig2"),
         cpu=Protocol(runs=(_BIDVL,), figures=(("bidvl", "samples.png"),)),
     ),
+    Target(
+        "bidvl",
+        "fig3",
+        "random samples on CelebA-64",
+        published("bidvl", "fig3"),
+        paper_scale=Protocol(
+            runs=(Run("celeba64", "BiDVL, CelebA-64", "configs/celeba64.py:bidvl"),),
+            figures=(("celeba64", "samples.png"),),
+            needs=f"{TFDS} (celeb_a); {ACCEL}",
+        ),
+        why_not="CelebA-64 only; the CPU-scale samples are fig2",
+    ),
+    Target("bidvl", "fig1", "the motivation diagram", published("bidvl", "fig1"), why_not="a diagram"),
     Target(
         "bidvl",
         "fig4",
