@@ -51,7 +51,7 @@ def _lebm(c):
     # the sampler are the authors' SVHN settings).
     c.lebm.update(lr_ebm=1e-4, lr_gen=1e-3)
     c.train.num_epochs = 250
-    c.eval.metrics = ("reconstruction", "anomaly", "fd", "probe", "samples", "chains")
+    c.eval.metrics = ("reconstruction", "anomaly", "fd", "fd_recon", "probe", "samples", "chains")
     return c
 
 
@@ -64,7 +64,16 @@ def _joint(c):
     # (betas (0, 0.9), weight decay 5e-4 and the per-epoch decay are the authors').
     c.joint.update(lr_ebm=2e-5, lr_gen_enc=1e-3)
     c.train.num_epochs = 150
-    c.eval.metrics = ("reconstruction", "anomaly", "fd", "probe", "hierarchy", "samples", "chains")
+    c.eval.metrics = (
+        "reconstruction",
+        "anomaly",
+        "fd",
+        "fd_recon",
+        "probe",
+        "hierarchy",
+        "samples",
+        "chains",
+    )
     return c
 
 

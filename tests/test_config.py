@@ -26,7 +26,7 @@ SHIPPED = [
     ("digits32", "bidvl"),
     ("digits_toy", "joint"),
     ("digits_toy", "lebm"),
-    *[(name, "lebm_text") for name in ("text_toy", "ptb", "yahoo", "snli")],
+    *[(name, "lebm_text") for name in ("text_toy", "text_modes", "ptb", "yahoo", "snli")],
 ]
 
 
@@ -97,7 +97,7 @@ def test_evaluator_keys_exist_only_where_an_evaluator_reads_them():
         ("lebm.lr_gen", "fast", r"'lebm.lr_gen' has value 'fast' of type str; expected float"),
         ("data.name", "imagenet", r"'data.name' has value 'imagenet'"),
         ("lebm.beta1", 1.5, r"'lebm.beta1' has value 1.5; it must be in \[0, 1\)"),
-        ("lebm.ebm_hidden", 0, r"'lebm.ebm_hidden' has value 0; it must be a positive integer"),
+        ("lebm.ebm_hidden", -1, r"'lebm.ebm_hidden' has value -1; it must be a non-negative integer"),
         ("train.num_steps", 0, r"'train.num_steps' has value 0; it must be -1 \(use num_epochs\)"),
         ("eval.metrics", ("fd", "fdd"), r"'eval.metrics' names evaluator 'fdd'.*did you mean 'fd'"),
         (

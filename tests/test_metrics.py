@@ -137,3 +137,38 @@ def test_reconstruction_summary_and_tree_files(tmp_path):
     back, meta = load_tree(str(tmp_path / "t.npz"))
     np.testing.assert_array_equal(back["a"]["w"], tree["a"]["w"])
     assert meta == {"x": 1} and back["b"].dtype == np.int32
+
+
+@pytest.mark.slow  # the domain classifier's compilation: ~10 s
+def test_fd_of_reconstructions_is_the_real_floor_for_a_perfect_autoencoder_and_grows_with_noise(tmp_path):
+    """``fd_recon`` scores reconstructions of the held-out test images against the training images: with
+    reconstructions equal to the inputs it is exactly ``fd_recon_real_test`` (the same images), with noisy
+    ones it is larger."""
+    import types
+
+    import jax
+
+    from configs import digits
+    from latentebm_jax.data import load_splits
+    from latentebm_jax.evaluation.generation import fd_reconstructions
+    from latentebm_jax.methods.base import EvalContext
+
+    config = digits.get_config("lebm")
+    config.eval.fd_classifier_epochs = 2
+    config.eval.fd_num_samples = 200
+    splits = load_splits(config.data)
+
+    def run(reconstruct):
+        method = types.SimpleNamespace(predict={"reconstruct": reconstruct})
+        ctx = EvalContext(
+            config, method, None, splits, str(tmp_path), 0, jax.random.key(0), str(tmp_path), "d"
+        )
+        return fd_reconstructions(ctx)
+
+    exact = run(lambda params, batch, key: {"image": batch["image"]})
+    assert exact["fd_recon"] == pytest.approx(exact["fd_recon_real_test"], rel=1e-6)
+    assert exact["fd_recon_num_samples"] == 200
+    noisy = run(
+        lambda params, batch, key: {"image": batch["image"] + jax.random.normal(key, batch["image"].shape)}
+    )
+    assert noisy["fd_recon"] > 2 * exact["fd_recon"]

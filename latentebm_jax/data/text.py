@@ -6,6 +6,8 @@ including ``<bos>`` and ``<eos>``. The decoder (``nets/text.py``) models ``x = (
 
 Corpora (LEBM Sec. 3.2 uses PTB, Yahoo and SNLI):
 - ``text_toy``: the project's grammar corpus (``toy_grammar.py``), in ``latentebm_jax/data/text_toy/``.
+- ``text_modes``: the project's corpus of sentences with sentence-level choices, the modes a latent should
+  carry (``mode_grammar.py``), in ``latentebm_jax/data/text_modes/``.
 - ``ptb`` / ``yahoo``: a local directory with ``{name}.{train,valid,test}.txt``, one sentence per line,
   already tokenised (the layout of the text-VAE repositories); nothing is downloaded.
 - ``snli``: premise and hypothesis texts of tfds ``snli`` through ``tfds.data_source`` (lower-cased).
@@ -26,8 +28,11 @@ SPECIALS: tuple[str, ...] = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 TOY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "text_toy")
+MODES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "text_modes")
+# the corpora the project generates and ships (no data_dir): name -> directory of {split}.txt
+SHIPPED_CORPORA = {"text_toy": TOY_DIR, "text_modes": MODES_DIR}
 FILE_CORPORA = ("ptb", "yahoo")
-TEXT_CORPORA = ("text_toy", *FILE_CORPORA, "snli")
+TEXT_CORPORA = (*SHIPPED_CORPORA, *FILE_CORPORA, "snli")
 SPLITS = ("train", "valid", "test")
 # Our split names -> tfds snli split names.
 _SNLI_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
@@ -173,13 +178,14 @@ def corpus_files(name: str, data_dir: str) -> dict[str, str]:
 def load_text_corpus(name: str, split: str, data_dir: str | None = None) -> list[str]:
     """The sentences of one split (``train``, ``valid``, ``test``) of corpus ``name``.
 
-    ``text_toy`` needs no ``data_dir``; ``ptb``/``yahoo`` read ``{data_dir}/{name}.{split}.txt``; ``snli``
-    reads tfds ``snli`` from the tfds ``data_dir`` (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+    ``text_toy`` and ``text_modes`` need no ``data_dir``; ``ptb``/``yahoo`` read
+    ``{data_dir}/{name}.{split}.txt``; ``snli`` reads tfds ``snli`` from the tfds ``data_dir`` (default
+    ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; available: {SPLITS}")
-    if name == "text_toy":
-        return read_lines(os.path.join(TOY_DIR, f"{split}.txt"))
+    if name in SHIPPED_CORPORA:
+        return read_lines(os.path.join(SHIPPED_CORPORA[name], f"{split}.txt"))
     if name in FILE_CORPORA:
         return _load_file_corpus(name, split, data_dir)
     if name == "snli":

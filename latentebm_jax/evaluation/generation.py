@@ -1,5 +1,5 @@
 """Sample-quality evaluators on images: the domain feature distance ``fd`` (and ``fd_backbone``, of a
-two-stage prior's backbone alone) and FID / Inception Score."""
+two-stage prior's backbone alone; ``fd_recon``, of test reconstructions) and FID / Inception Score."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from latentebm_jax.metrics.inception_score import inception_score
 
 log = logging.getLogger("latentebm_jax.evaluation")
 
-_FD_STREAM, _FID_STREAM = 1, 2
+_FD_STREAM, _FID_STREAM, _FD_RECON_STREAM = 1, 2, 3
 
 DOMAIN_CLASSIFIER = {
     "fd_classifier_epochs": Setting(30, "epochs of the domain classifier (cached)", check=positive)
@@ -58,9 +58,28 @@ def fd_backbone(ctx: EvalContext) -> dict[str, Any]:
     return fd_of(ctx, "generate_backbone", "fd_backbone")
 
 
-def fd_of(ctx: EvalContext, predict_name: str, what: str) -> dict[str, Any]:
-    """:func:`fd` of the samples of predict function ``predict_name`` (``generate``'s signature), reported as
-    ``<what>``, ``<what>_real_test``, …"""
+def fd_reconstructions(ctx: EvalContext) -> dict[str, Any]:
+    """``fd_recon``: :func:`fd` of the reconstructions (posterior sample, decoded) of held-out test images —
+    what a prior that matched the aggregated posterior exactly would reach with this generator. ``fd −
+    fd_recon`` is the part of the sample-quality gap that lies with the prior (its "holes"); the rest lies
+    with the generator."""
+    reconstruct = ctx.method.predict["reconstruct"]
+    key = jax.random.fold_in(ctx.key, _FD_RECON_STREAM)
+
+    def images(test) -> np.ndarray:
+        n = ctx.config.eval.fd_num_samples
+        parts = [
+            np.asarray(reconstruct(ctx.params, batch, jax.random.fold_in(key, i))["image"])[:valid]
+            for i, (batch, valid) in enumerate(iterate_once(test, ctx.config.eval.batch_size, n))
+        ]
+        return np.concatenate(parts)
+
+    return fd_of(ctx, None, "fd_recon", images=images)
+
+
+def fd_of(ctx: EvalContext, predict_name: str | None, what: str, images=None) -> dict[str, Any]:
+    """:func:`fd` of the samples of predict function ``predict_name`` (``generate``'s signature), or of
+    ``images(test split)``, reported as ``<what>``, ``<what>_real_test``, …"""
     cfg, ecfg = ctx.config, ctx.config.eval
     full_train = load_source(cfg.data, cfg.data.train_split)
     if np.any(full_train.labels() < 0):
@@ -71,18 +90,21 @@ def fd_of(ctx: EvalContext, predict_name: str, what: str) -> dict[str, Any]:
         ctx.cache_dir, ctx.dataset_id, full_train, ctx.splits.test, seed=0, epochs=ecfg.fd_classifier_epochs
     )
     reference = gaussian_stats(clf.features(reference_images(ctx.splits.train, ecfg.fd_reference_max)))
-    samples = generate_batches(
-        ctx.method.predict[predict_name],
-        ctx.params,
-        jax.random.fold_in(ctx.key, _FD_STREAM),
-        ecfg.fd_num_samples,
-        ecfg.batch_size,
-        f"{what} samples",
-        ctx.main_process,
-    )["image"]
     test = ctx.splits.test
     if ctx.splits.holdout_class in set(test.labels().tolist()):
         test = without_class(test, ctx.splits.holdout_class)  # the distribution the model was trained on
+    if images is not None:
+        samples = images(test)
+    else:
+        samples = generate_batches(
+            ctx.method.predict[predict_name],
+            ctx.params,
+            jax.random.fold_in(ctx.key, _FD_STREAM),
+            ecfg.fd_num_samples,
+            ecfg.batch_size,
+            f"{what} samples",
+            ctx.main_process,
+        )["image"]
     real = reference_images(test, ecfg.fd_num_samples)
     return {
         what: frechet_distance_between(gaussian_stats(clf.features(samples)), reference),
@@ -183,6 +205,15 @@ EVALUATORS = (
         fd_backbone,
         "fd of the backbone alone (a two-stage prior's generator without its EBM): Table 1's baseline",
         needs=("generate_backbone",),
+        reads=("image",),
+        settings=FD_SETTINGS,
+    ),
+    Evaluator(
+        "fd_recon",
+        fd_reconstructions,
+        "fd of test reconstructions: what a prior matching the aggregated posterior would reach (fd − "
+        "fd_recon: the prior's share of the gap)",
+        needs=("reconstruct",),
         reads=("image",),
         settings=FD_SETTINGS,
     ),

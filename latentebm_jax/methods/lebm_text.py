@@ -14,9 +14,11 @@ Predict functions beyond the shared ones (for this module's evaluators):
 * ``log_partition(params, key) -> ()``: Monte Carlo ``log Z(α)``;
 * ``marginal_log_likelihood(params, batch, key, log_z) -> (B,)``: importance-sampled ``log p_θ(x)``.
 
-Evaluators (``eval.metrics``): ``recon_nll``, ``nll``, ``perplexity`` (FPPL/RPPL, grammar scores on the toy
-corpus), ``text_reconstructions``, ``text_samples``, ``text_chains``; ``interval_sentences`` at eval
-intervals.
+Evaluators (``eval.metrics``): ``recon_nll``, ``nll``, ``perplexity`` (FPPL/RPPL, grammar scores on the
+shipped corpora), ``text_reconstructions``, ``text_samples``, ``text_chains``; ``interval_sentences`` at eval
+intervals. On ``text_modes`` (:mod:`~latentebm_jax.data.mode_grammar`, sentences with sentence-level choices)
+``perplexity`` also reports the topics the samples cover, ``text_reconstructions`` how often a reconstruction
+keeps its sentence's choices, and ``text_chains`` how often the long-run chains change topic.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from latentebm_jax.config_schema import (
     unit_interval,
     values_of,
 )
-from latentebm_jax.data import iterate_once, toy_grammar
+from latentebm_jax.data import iterate_once, mode_grammar, toy_grammar
 from latentebm_jax.data.settings import is_text
 from latentebm_jax.data.text import SPECIALS, TEXT_CORPORA
 from latentebm_jax.methods import lebm
@@ -229,6 +231,13 @@ _LM_SETTINGS = {
 }
 
 
+# The shipped corpora with a known grammar (``parses``, ``log_prob``): corpus name -> grammar module.
+GRAMMARS = {"text_toy": toy_grammar, "text_modes": mode_grammar}
+# Those whose sentences carry sentence-level choices (``modes_of``): the modes the latent should carry.
+MODE_GRAMMARS = {"text_modes": mode_grammar}
+RECON_MODE_SENTENCES = 500  # test sentences text_reconstructions scores on a MODE_GRAMMARS corpus
+
+
 def _limit(ctx: EvalContext) -> int | None:
     m = ctx.config.eval.max_test_examples
     return None if m < 0 else m
@@ -305,7 +314,7 @@ def nll(ctx: EvalContext) -> dict[str, Any]:
 
 def perplexity(ctx: EvalContext) -> dict[str, Any]:
     """FPPL and RPPL (Table 2) with LSTM language models; the real-data LM's test perplexity beside them;
-    on the toy grammar corpus the parse rates and the grammar's own NLL (:func:`grammar_scores`)."""
+    on the shipped grammar corpora the parse rates and the grammar's own NLL (:func:`grammar_scores`)."""
     cfg, e = ctx.config, ctx.config.eval
     train, test, vocab = ctx.splits.train, ctx.splits.test, ctx.splits.vocab
     settings = settings_from_config(e)
@@ -331,40 +340,70 @@ def perplexity(ctx: EvalContext) -> dict[str, Any]:
             "perplexity_seconds": round(time.time() - t0, 2),
         }
     )
-    if cfg.data.name == "text_toy":
+    if cfg.data.name in GRAMMARS:
         out.update(grammar_scores(ctx, vocab.decode(ids, lengths), lengths, jax.random.fold_in(key, 2)))
     return out
 
 
 def grammar_scores(ctx: EvalContext, sentences: list[str], lengths: np.ndarray, key: jax.Array) -> dict:
     """Parse rates of generated sentences and of random strings of the same lengths; the grammar's own
-    per-token perplexity and per-sentence NLL of the test split (toy corpus only)."""
+    per-token perplexity and per-sentence NLL of the test split (the corpora of :data:`GRAMMARS`).
+
+    On a corpus with sentence-level choices (:data:`MODE_GRAMMARS`) also ``sample_topic_fractions`` (each
+    topic's share of the generated sentences that parse) and ``mode_coverage`` (the fraction of topics that
+    occur among them).
+    """
     vocab, test = ctx.splits.vocab, ctx.splits.test
+    grammar = GRAMMARS[ctx.config.data.name]
     words = [w for w in vocab.words if w not in SPECIALS]
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1:].tolist())
     random_strings = [" ".join(rng.choice(words, size=max(int(n) - 2, 1))) for n in lengths]
-    truth = np.array([toy_grammar.log_prob(s) for s in test.sentences])
-    return {
-        "parse_rate": float(np.mean([toy_grammar.parses(s) for s in sentences])),
-        "parse_rate_random": float(np.mean([toy_grammar.parses(s) for s in random_strings])),
+    truth = np.array([grammar.log_prob(s) for s in test.sentences])
+    out = {
+        "parse_rate": float(np.mean([grammar.parses(s) for s in sentences])),
+        "parse_rate_random": float(np.mean([grammar.parses(s) for s in random_strings])),
         "grammar_nll": float(-np.mean(truth)),
         "grammar_ppl": float(np.exp(-np.sum(truth) / test.num_tokens())),
     }
+    if ctx.config.data.name in MODE_GRAMMARS:
+        out["sample_topic_fractions"] = grammar.topic_fractions(sentences)
+        out["mode_coverage"] = grammar.mode_coverage(sentences)
+    return out
 
 
 def text_reconstructions(ctx: EvalContext, num: int = 20) -> dict[str, Any]:
-    """``reconstructions.txt``: test sentences and the greedy decodings of their posterior samples."""
-    vocab = ctx.splits.vocab
-    batch, valid = next(iterate_once(ctx.splits.test, ctx.config.eval.batch_size))
-    out = jax.device_get(
-        ctx.method.predict["reconstruct"](ctx.params, batch, jax.random.fold_in(ctx.key, _RECONSTRUCTIONS))
-    )
-    originals = vocab.decode(batch["ids"][:valid], batch["lengths"][:valid])
-    decoded = vocab.decode(np.asarray(out["ids"])[:valid], np.asarray(out["lengths"])[:valid])
+    """``reconstructions.txt``: test sentences and the greedy decodings of their posterior samples.
+
+    On a corpus with sentence-level choices (:data:`MODE_GRAMMARS`) the first :data:`RECON_MODE_SENTENCES`
+    test sentences (at most ``eval.max_test_examples``) are reconstructed and scored: ``recon_mode_accuracy``
+    (the reconstruction parses and keeps the topic, number, tense and mood), ``recon_topic_accuracy``,
+    ``recon_parse_rate`` and ``recon_exact_rate`` (:func:`~latentebm_jax.data.mode_grammar.mode_agreement`).
+    Elsewhere one test batch is reconstructed.
+    """
+    vocab, batch_size = ctx.splits.vocab, ctx.config.eval.batch_size
+    grammar = MODE_GRAMMARS.get(ctx.config.data.name)
+    limit = batch_size
+    if grammar is not None:
+        limit = min(RECON_MODE_SENTENCES, _limit(ctx) or RECON_MODE_SENTENCES)
+    key = jax.random.fold_in(ctx.key, _RECONSTRUCTIONS)
+    originals, decoded = [], []
+    for i, (batch, valid) in enumerate(iterate_once(ctx.splits.test, batch_size, limit)):
+        out = jax.device_get(ctx.method.predict["reconstruct"](ctx.params, batch, jax.random.fold_in(key, i)))
+        originals += vocab.decode(batch["ids"][:valid], batch["lengths"][:valid])
+        decoded += vocab.decode(np.asarray(out["ids"])[:valid], np.asarray(out["lengths"])[:valid])
     with open(os.path.join(ctx.out_dir, "reconstructions.txt"), "w", encoding="utf-8") as f:
         for x, x_hat in list(zip(originals, decoded))[:num]:
             f.write(f"x : {x}\nx̂ : {x_hat}\n\n")
-    return {}
+    if grammar is None:
+        return {}
+    scores = grammar.mode_agreement(originals, decoded)
+    return {
+        "recon_mode_accuracy": scores["mode_accuracy"],
+        "recon_topic_accuracy": scores["topic_accuracy"],
+        "recon_parse_rate": scores["parse_rate"],
+        "recon_exact_rate": scores["exact_rate"],
+        "recon_mode_sentences": scores["num_scored"],
+    }
 
 
 def write_samples(ctx: EvalContext, path: str, key: jax.Array, num: int) -> list[str]:
@@ -394,8 +433,15 @@ def text_chains(ctx: EvalContext) -> dict[str, Any]:
 
     Per K′ in ``eval.long_run_steps``: ``chain_<K'>.txt`` (for every recorded step, the mean energy and the
     greedy decoding of each chain), ``chain_<K'>_energy.png`` and ``.npy``; the first chain is printed.
+
+    On a corpus with sentence-level choices (:data:`MODE_GRAMMARS`) also, per K′,
+    ``chain_topic_switches_<K'>`` (the mean over chains of how often the decoded topic changes along the
+    recorded frames, frames that do not parse skipped) and ``chain_parse_rate_<K'>`` (the fraction of frames
+    that parse); ``chain_topic_switches`` and ``chain_parse_rate`` are those of the longest K′.
     """
     cfg, vocab, key = ctx.config, ctx.splits.vocab, _outputs_key(ctx, 1)
+    grammar = MODE_GRAMMARS.get(cfg.data.name)
+    scores: dict[str, Any] = {}
     for steps in cfg.eval.long_run_steps:
         run, every = chain_lengths(cfg, steps)
         chain = jax.device_get(
@@ -409,8 +455,10 @@ def text_chains(ctx: EvalContext) -> dict[str, Any]:
             f"(checkpoint step {ctx.step})"
         ]
         shown = [f"chain 0 of the long-run prior Langevin, K'={run}:"]
+        by_frame = []
         for i, k in enumerate(np.asarray(chain["steps"]).tolist()):
             sentences = vocab.decode(np.asarray(frames["ids"][i]), np.asarray(frames["lengths"][i]))
+            by_frame.append(sentences)
             lines.append(f"step {k:5d}  energy {energy[k]:9.3f}")
             lines += [f"  [{c}] {s}" for c, s in enumerate(sentences)]
             shown.append(f"  step {k:5d}  energy {energy[k]:8.3f}  {sentences[0]}")
@@ -423,7 +471,17 @@ def text_chains(ctx: EvalContext) -> dict[str, Any]:
             title=f"{cfg.method}: energy along the long-run prior chain, K'={run}",
         )
         ctx.say("\n".join(shown))
-    return {}
+        if grammar is not None:
+            chains = [list(c) for c in zip(*by_frame)]  # (chains, frames)
+            switches = [grammar.topic_switches(c) for c in chains]
+            scores[f"chain_topic_switches_{steps}"] = float(np.mean(switches))
+            parsed = [grammar.parses(s) for frame in by_frame for s in frame]
+            scores[f"chain_parse_rate_{steps}"] = float(np.mean(parsed))
+    if grammar is not None:
+        longest = max(cfg.eval.long_run_steps)
+        scores["chain_topic_switches"] = scores[f"chain_topic_switches_{longest}"]
+        scores["chain_parse_rate"] = scores[f"chain_parse_rate_{longest}"]
+    return scores
 
 
 def interval_sentences(ctx: EvalContext) -> dict[str, Any]:
@@ -482,7 +540,7 @@ EVALUATORS = {
         Evaluator(
             "perplexity",
             perplexity,
-            "FPPL / RPPL with LSTM language models (Table 2); toy-grammar scores",
+            "FPPL / RPPL with LSTM language models (Table 2); grammar scores on the shipped corpora",
             needs=("generate",),
             reads=_TEXT,
             settings={
@@ -503,9 +561,10 @@ EVALUATORS = {
         Evaluator(
             "text_reconstructions",
             text_reconstructions,
-            "reconstructions.txt",
+            "reconstructions.txt; on text_modes how often reconstructions keep the sentence-level choices",
             needs=("reconstruct",),
             reads=_TEXT,
+            settings=MAX_TEST_EXAMPLES,
             main_only=True,
         ),
         Evaluator(
@@ -521,7 +580,7 @@ EVALUATORS = {
         Evaluator(
             "text_chains",
             text_chains,
-            "chain_<K'>.txt and energy profiles (Table 3)",
+            "chain_<K'>.txt and energy profiles (Table 3); on text_modes the chains' topic switches",
             needs=("long_run_chain",),
             reads=_TEXT,
             sampling=True,
