@@ -101,8 +101,8 @@ def test_results_are_mean_and_sample_std_over_seeds_with_the_paper_beside_them()
     mean, std = report.mean_std(fd["a"])
     assert mean == pytest.approx(np.mean(fd["a"])) and std == pytest.approx(np.std(fd["a"], ddof=1))
     text = report.markdown(results, "cmd")
-    assert f"| ours | {mean:.1f} ± {std:.2f} | 40.0 ± 1.0 | 60.0 ± 10.0 |" in text
-    assert "| base | 22.0 ± 2.65 | 50.0 | 60.0 ± 10.0 |" in text
+    assert f"| ours | {mean:.1f} ± {std:.1f} | 40.0 ± 1.0 | 60.0 ± 10.0 |" in text
+    assert "| base | 22.0 ± 2.6 | 50.0 | 60.0 ± 10.0 |" in text
     assert "ours: lower fd than base: **holds**" in text
     assert "base: lower fd than ours: **does not hold**" in text
     rows = list(csv.DictReader(io.StringIO(report.csv_text(results))))
@@ -193,7 +193,9 @@ def test_reproduce_writes_tables_figures_and_the_readme_block(reproduced):
     values = results.values["Gaussian prior", "MSE"]
     assert len(values) == 2
     mean, std = np.mean(values), np.std(values, ddof=1)
-    assert "| Gaussian prior | " in text and report._fmt(mean, 3) + " ± " + report._fmt(std, 3) in text
+    shown = report._fmt(mean, 3)
+    decimals = len(shown.split(".")[1])
+    assert f"| {shown} ± {std:.{decimals}f} |" in text.split("| Gaussian prior |")[1]
     assert "`python -m experiments.reproduce lebm tiny` · seeds 1, 2 (mean ± std over 2)" in text
     assert os.path.isfile(os.path.join(out, "tiny_figures", "gauss_reconstructions.png"))
     with open(readme) as f:

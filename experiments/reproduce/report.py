@@ -72,7 +72,10 @@ class Results:
             return "–"
         mean, std = mean_std(values)
         text = _fmt(mean, col.digits)
-        return text if len(values) == 1 else f"{text} ± {_fmt(std, col.digits)}"
+        if len(values) == 1:
+            return text
+        decimals = len(text.split(".")[1]) if "." in text else 0
+        return f"{text} ± {std:.{decimals}f}"
 
     def paper_cell(self, run_label: str, col: Column) -> str | None:
         table = self.target.published
