@@ -118,7 +118,7 @@ def _user_error(err: Exception, workdir: str) -> int:
     from latentebm_jax.training.preemption import Preempted
 
     if isinstance(err, Preempted):
-        print(f"{err}; run the same command to continue", file=sys.stderr)
+        print(str(err), file=sys.stderr)  # names the checkpoint; the same command resumes
         return EXIT_PREEMPTED
     status = user_error(err, workdir)
     if status is None:
