@@ -294,6 +294,20 @@ def test_dropout_only_with_a_key(model):
     a = log_likelihood(drop, params, z, ids, lengths, jax.random.key(1))
     np.testing.assert_allclose(log_likelihood(drop, params, z, ids, lengths, jax.random.key(1)), a)
     assert np.all(np.abs(np.asarray(a) - np.asarray(base)) > 1e-4)
+    # word dropout zeroes whole words (every unit of a dropped embedding, none of a kept one, no rescaling)
+    emb = jnp.asarray(np.random.default_rng(0).normal(size=(400, 50, 8)) + 3.0, jnp.float32)
+    dropped = np.asarray(text_nets.drop_words(emb, 0.25, jax.random.key(3)))
+    zero = np.all(dropped == 0.0, axis=-1)
+    assert abs(zero.mean() - 0.25) < 0.01
+    np.testing.assert_array_equal(dropped[~zero], np.asarray(emb)[~zero])
+    assert text_nets.drop_words(emb, 0.25, None) is emb
+    words = LSTMDecoder(vocab_size=V, embed_dim=E, hidden=H, word_dropout=1.0)
+    blind = log_likelihood(words, params, z, ids, lengths, jax.random.key(1))
+    zeros = LSTMDecoder(vocab_size=V, embed_dim=E, hidden=H).clone()
+    zero_params = jax.tree_util.tree_map_with_path(
+        lambda path, v: jnp.zeros_like(v) if "embed" in jax.tree_util.keystr(path) else v, params
+    )
+    np.testing.assert_allclose(blind, log_likelihood(zeros, zero_params, z, ids, lengths), rtol=1e-5)
     # inverted dropout keeps the mean: E[dropout(x)] = x
     x = jnp.ones((200_000,))
     y = text_nets.dropout(x, 0.3, jax.random.key(2))

@@ -93,6 +93,11 @@ class LSTMLikelihood:
         "decoder dropout on LSTM outputs while training (text-VAE: 0.5)",
         check=unit_interval,
     )
+    word_dropout: float = setting(
+        0.0,
+        "decoder input words dropped (whole embeddings) while training, Bowman et al. 2016",
+        check=unit_interval,
+    )
     temperature: float = setting(
         1.0,
         "sampling temperature of generated sentences (0 = greedy)",
@@ -104,7 +109,7 @@ class LSTMLikelihood:
 
     @property
     def uses_dropout(self) -> bool:
-        return self.dropout_in > 0 or self.dropout_out > 0
+        return self.dropout_in > 0 or self.dropout_out > 0 or self.word_dropout > 0
 
     def net(self) -> text_nets.LSTMDecoder:
         return text_nets.LSTMDecoder(
@@ -113,6 +118,7 @@ class LSTMLikelihood:
             hidden=self.decoder_hidden,
             dropout_in=self.dropout_in,
             dropout_out=self.dropout_out,
+            word_dropout=self.word_dropout,
         )
 
     def init(self, key: jax.Array, latent_dim: int) -> Params:

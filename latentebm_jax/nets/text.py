@@ -46,13 +46,29 @@ def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
+def drop_words(emb: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Word dropout (Bowman et al. 2016): each input word's whole embedding ``emb[..., :]`` zeroed with
+    probability ``rate`` (not rescaled), so the decoder must take what it loses from ``z``; identity when
+    ``key`` is None or ``rate`` is 0."""
+    if key is None or rate == 0.0:
+        return emb
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"word dropout rate must be in [0, 1], got {rate}")
+    keep = jax.random.bernoulli(jax.random.fold_in(key, _WORD_DROPOUT), 1.0 - rate, emb.shape[:-1])
+    return jnp.where(keep[..., None], emb, 0.0)
+
+
+_WORD_DROPOUT = 7  # the word-dropout mask's stream, apart from the elementwise dropout's
+
+
 class LSTMDecoder(nn.Module):
     """One step of ``p_β(x^(t) | x^(<t), z)``: ``(carry, token, z) -> (carry, logits)``.
 
     ``vocab_size`` includes the special tokens; ``embed_dim`` and ``hidden`` are the word-embedding and LSTM
     widths. Weights are ``U(−0.01, 0.01)`` and embeddings ``U(−0.1, 0.1)`` as in the text-VAE code base
-    (He et al. 2019); biases zero. ``dropout_in`` (on the word embeddings) and ``dropout_out`` (on the LSTM
-    outputs) apply only where a ``dropout_key`` is passed (training; the text-VAE setting is 0.5 / 0.5).
+    (He et al. 2019); biases zero. ``dropout_in`` (on the word embeddings), ``dropout_out`` (on the LSTM
+    outputs) and ``word_dropout`` (whole input words, :func:`drop_words`) apply only where a ``dropout_key``
+    is passed (training; the text-VAE setting is 0.5 / 0.5 / 0).
     """
 
     vocab_size: int
@@ -60,6 +76,7 @@ class LSTMDecoder(nn.Module):
     hidden: int = 512
     dropout_in: float = 0.0
     dropout_out: float = 0.0
+    word_dropout: float = 0.0
 
     def setup(self) -> None:
         w = symmetric_uniform(0.01)
@@ -76,6 +93,7 @@ class LSTMDecoder(nn.Module):
     def inputs(self, tokens: jax.Array, z: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
         """``[embed(token), z]`` for tokens ``(B,)`` or ``(B, T)`` (z broadcast over time)."""
         emb = dropout(self.embed(tokens), self.dropout_in, dropout_key)
+        emb = drop_words(emb, self.word_dropout, dropout_key)
         z = z.astype(jnp.float32)
         if tokens.ndim == 2:
             z = jnp.broadcast_to(z[:, None, :], (*tokens.shape, z.shape[-1]))
