@@ -80,7 +80,12 @@ def reproduce(
         out_dir=os.path.join(out, f"{target.name}_figures"),
     )
     if figures:
-        text += "\nFigures: " + ", ".join(f"`{os.path.relpath(f, out)}`" for f in figures) + "\n"
+        where = f"{target.paper}/{scale}/"
+        text += (
+            f"\nFigures (under the workdir's `{where}`): "
+            + ", ".join(f"`{os.path.relpath(f, out)}`" for f in figures)
+            + "\n"
+        )
     with open(os.path.join(out, f"{target.name}.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, f"{target.name}.csv"), "w") as f:
