@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from latentebm_jax import viz
 from latentebm_jax.config_schema import (
+    Check,
     ConfigError,
     Setting,
     non_negative,
@@ -95,8 +96,9 @@ class LSTMLikelihood:
     )
     word_dropout: float = setting(
         0.0,
-        "decoder input words dropped (whole embeddings) while training, Bowman et al. 2016",
-        check=unit_interval,
+        "decoder input words dropped (whole embeddings) while training, Bowman et al. 2016 (1 = the decoder "
+        "sees no earlier word)",
+        check=Check(lambda x: 0 <= x <= 1, "in [0, 1]"),
     )
     temperature: float = setting(
         1.0,
