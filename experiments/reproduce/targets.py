@@ -911,10 +911,12 @@ BIDVL_TARGETS = (
             runs=tuple(_OFFSETS.values()),
             columns=(Column("fd", "fd", "FID", True), Column("RMSE", "recon_rmse", "RMSE", True)),
             paper_rows={run.label: row for row, run in _OFFSETS.items()},
+            # the paper: offsetting gives the lowest RMSE and beats not offsetting on both; dropping the
+            # latent terms has a slightly lower FID (20.24 against 20.75) but the highest RMSE
             claims=(
-                lower(_OFFSETS["offset"].label, _OFFSETS["not offset"].label, "fd"),
-                lower(_OFFSETS["offset"].label, _OFFSETS["w/o"].label, "fd"),
                 lower(_OFFSETS["offset"].label, _OFFSETS["w/o"].label, "RMSE"),
+                lower(_OFFSETS["offset"].label, _OFFSETS["not offset"].label, "RMSE"),
+                lower(_OFFSETS["offset"].label, _OFFSETS["not offset"].label, "fd"),
             ),
             note=_BIDVL_NOTE,
         ),
