@@ -39,7 +39,7 @@ def test_every_paper_cell_a_target_names_exists_and_every_published_table_has_a_
             p = t.protocol(scale)
             if p is None:
                 continue
-            labels = {r.label for r in p.runs}
+            labels = {p.label_of(r) for r in p.runs}
             assert set(p.paper_rows) <= labels, (t.key, scale)
             for (run_label, col_label), (row, col) in p.paper_cells.items():
                 assert run_label in labels and col_label in {c.label for c in p.columns}, (t.key, scale)

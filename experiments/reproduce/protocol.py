@@ -100,6 +100,8 @@ class Protocol:
       paper_cells: ``(run label, column label)`` → ``(published row, published column)``, for tables whose
         layout differs from ours (one run per held-out digit against one published row of digits).
       figures: ``(run name, file)`` copied out of the first seed's run directory.
+      relabel: run name → its row label in this table (a run shared with another target under another
+        label); ``paper_rows``, ``paper_cells`` and claims use the label shown.
       claims: qualitative results checked on the means.
       seeds: the default number of seeds.
       needs: what the machine needs beyond this repository ('' = runs on 2 CPU cores as is).
@@ -111,10 +113,14 @@ class Protocol:
     paper_rows: Mapping[str, str] = dataclasses.field(default_factory=dict)
     paper_cells: Mapping[tuple[str, str], tuple[str, str]] = dataclasses.field(default_factory=dict)
     figures: tuple[tuple[str, str], ...] = ()
+    relabel: Mapping[str, str] = dataclasses.field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
     seeds: int = 1
     needs: str = ""
     note: str = ""
+
+    def label_of(self, run: Run) -> str:
+        return self.relabel.get(run.name, run.label)
 
     def run_named(self, name: str) -> Run:
         for run in self.runs:

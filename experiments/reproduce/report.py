@@ -61,7 +61,7 @@ class Results:
                         self.missing.append(f"{run.name} seed {seed}: {col.key}")
                     else:
                         got.append(v * col.scale)
-                self.values[run.label, col.label] = got
+                self.values[protocol.label_of(run), col.label] = got
 
     def means(self) -> dict[tuple[str, str], float]:
         return {k: mean_std(v)[0] for k, v in self.values.items() if v}
@@ -136,11 +136,12 @@ def markdown(results: Results, command: str) -> str:
         "|" + "---|" * len(header),
     ]
     for run in p.runs:
-        row = [run.label]
+        label = p.label_of(run)
+        row = [label]
         for c in p.columns:
-            row.append(results.cell(run.label, c))
+            row.append(results.cell(label, c))
             if c in with_paper:
-                row.append(results.paper_cell(run.label, c) or "")
+                row.append(results.paper_cell(label, c) or "")
         lines.append("| " + " | ".join(row) + " |")
     claims = results.claims()
     if claims:
@@ -181,22 +182,23 @@ def csv_text(results: Results) -> str:
     )
     t, p = results.target, results.protocol
     for run in p.runs:
+        label = p.label_of(run)
         for c in p.columns:
-            values = results.values.get((run.label, c.label), [])
+            values = results.values.get((label, c.label), [])
             mean, std = mean_std(values) if values else (math.nan, math.nan)
             writer.writerow(
                 [
                     t.paper,
                     t.name,
-                    run.label,
+                    label,
                     c.label,
                     c.key,
                     len(values),
                     f"{mean:.6g}",
                     f"{std:.6g}",
                     " ".join(f"{v:.6g}" for v in values),
-                    p.paper_rows.get(run.label, ""),
-                    results.paper_cell(run.label, c) or "",
+                    p.paper_rows.get(label, ""),
+                    results.paper_cell(label, c) or "",
                 ]
             )
     return buf.getvalue()
