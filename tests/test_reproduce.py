@@ -166,6 +166,7 @@ def reproduced(tmp_path_factory):
     return target, workdir, readme, results, trained
 
 
+@pytest.mark.slow  # two tiny training runs: ~15 s
 def test_auprc_is_averaged_over_the_last_epochs_as_the_papers_protocol(reproduced):
     _, workdir, _, results, _ = reproduced
     directory = os.path.join(workdir, "lebm", "cpu", "gauss", "seed1")
@@ -184,6 +185,7 @@ def test_auprc_is_averaged_over_the_last_epochs_as_the_papers_protocol(reproduce
     assert results.values["Gaussian prior", "AUPRC"][0] == pytest.approx(summary["auprc_last_2_epochs"])
 
 
+@pytest.mark.slow  # two tiny training runs: ~15 s
 def test_reproduce_writes_tables_figures_and_the_readme_block(reproduced):
     _, workdir, readme, results, trained = reproduced
     assert len(trained) == 2 and results.seeds == [1, 2]
@@ -204,6 +206,7 @@ def test_reproduce_writes_tables_figures_and_the_readme_block(reproduced):
     assert text.strip() in content
 
 
+@pytest.mark.slow  # two tiny training runs: ~15 s
 def test_finished_runs_are_read_back_not_trained_again(reproduced):
     target, workdir, _, first, _ = reproduced
     again = []
