@@ -261,6 +261,7 @@ def _recorded_state(names, weights, ref):
     return {k: (jnp.asarray(np.stack(u)), jnp.asarray(np.stack(v))) for k, (u, v) in state.items()}
 
 
+@pytest.mark.slow  # NVAE's whole objective compiled at once: ~18 s
 def test_the_objective_is_what_nvidias_code_computes():
     cfg, variables, x, eps, ref, stats_after = _reference()
     model = NVAE(cfg)
