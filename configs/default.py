@@ -100,16 +100,25 @@ def get_config(method: str = "lebm") -> ml_collections.ConfigDict:
     return c
 
 
+def reference_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Every key ``config``'s method and dataset read, at the library's defaults: what :func:`validate`
+    checks keys against, and what a resumed run compares keys its checkpoint lacks with (a key added by a
+    later version of the library, held at its default, changes nothing)."""
+    spec = methods.spec(config.get("method"))
+    reference = get_config(spec.name)
+    reference.data = data_group(config.get("data", {}).get("name"))
+    if spec.adapt_reference is not None:
+        spec.adapt_reference(reference, config)
+    return reference
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Validate ``config`` against its method's schema: keys, types, the values every reading component
     allows, cross-field checks. Raises :class:`ConfigError` naming the key, the value and the fix."""
     spec = methods.spec(config.get("method"))
     name = config.get("data", {}).get("name")
     check_dataset_name(name, config.get("data", {}).get("data_dir", ""))
-    reference = get_config(spec.name)
-    reference.data = data_group(name)
-    if spec.adapt_reference is not None:
-        spec.adapt_reference(reference, config)
+    reference = reference_config(config)
     check_keys(config, reference, f"method {spec.name!r} with dataset {name!r}")
     if not 0 <= config.seed < 2**32:
         raise ConfigError(f"config key 'seed' has value {config.seed}; it must be an integer in [0, 2^32)")

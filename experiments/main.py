@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Validate before importing anything that compiles.
-    from configs.default import validate
+    from configs.default import reference_config, validate
     from latentebm_jax.config_schema import ConfigError
 
     config = _CONFIG.value
@@ -63,6 +63,7 @@ def main(argv: list[str]) -> int:
 
     from latentebm_jax.training import loop
     from latentebm_jax.training.preemption import EXIT_PREEMPTED, Preempted
+    from latentebm_jax.training.workdir import config_json
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     if _DISTRIBUTED.value:
@@ -85,7 +86,9 @@ def main(argv: list[str]) -> int:
             )
             return 1
     logging.getLogger("latentebm_jax").setLevel(logging.INFO)
-    workdir, allow = _WORKDIR.value, _ALLOW_CHANGE.value
+    workdir = _WORKDIR.value
+    defaults = config_json(reference_config(config))  # keys added since a checkpoint, at these, are no change
+    allow = {"allow_config_change": _ALLOW_CHANGE.value, "config_defaults": defaults}
     print(
         f"{_MODE.value} {config.method} on {config.data.name}: {jax.device_count()} "
         f"{jax.default_backend()} device(s), workdir {os.path.abspath(workdir)}",
@@ -93,11 +96,11 @@ def main(argv: list[str]) -> int:
     )
     try:
         if _MODE.value == "train":
-            summary = loop.train(config, workdir, allow_config_change=allow)
+            summary = loop.train(config, workdir, **allow)
         elif _MODE.value == "eval":
-            summary = loop.evaluate(config, workdir, allow_config_change=allow)
+            summary = loop.evaluate(config, workdir, **allow)
         else:
-            paths = loop.sample(config, workdir, allow_config_change=allow)
+            paths = loop.sample(config, workdir, **allow)
             print("wrote:\n  " + "\n  ".join(paths))
             return 0
     except Preempted as stop:

@@ -398,3 +398,20 @@ def test_an_empty_non_utf8_or_unwritable_workdir_is_refused_before_anything_runs
 
     with pytest.raises(WorkdirError, match=re.escape(message)):
         check_workdir(workdir, "train")
+
+
+def test_a_key_added_since_the_checkpoint_is_no_change_only_at_its_default():
+    from latentebm_jax.training.workdir import config_changes, config_json
+
+    config = default.get_config("lebm_text")
+    config.data = default.data_group("text_toy")
+    new = config_json(config)
+    old = json.loads(json.dumps(new))
+    del old["lebm_text"]["word_dropout"]  # written before the library had the key
+    defaults = config_json(default.reference_config(config))
+    assert config_changes(old, new) == ["lebm_text.word_dropout: '(absent)' → 0.0"]
+    assert config_changes(old, new, defaults=defaults) == []
+    new["lebm_text"]["word_dropout"] = 0.5
+    assert config_changes(old, new, defaults=defaults) == ["lebm_text.word_dropout: '(absent)' → 0.5"]
+    old["lebm_text"]["lr_gen"] = 1.0  # a key both hold still counts however the defaults read
+    assert len(config_changes(old, new, defaults=defaults)) == 2

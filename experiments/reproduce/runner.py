@@ -132,9 +132,14 @@ def run_protocol(
     """Train every run of ``protocol`` for every seed (skipping finished ones) and return their summaries,
     ``{(run name, seed): summary}``. Every config is built and validated before the first run starts."""
     if train is None:
+        from configs.default import reference_config
         from latentebm_jax.training import loop
+        from latentebm_jax.training.workdir import config_json
 
-        train = loop.train
+        def train(config, directory: str) -> dict:
+            # a run stopped before the library added a key resumes when the key is at its default
+            return loop.train(config, directory, config_defaults=config_json(reference_config(config)))
+
     seeds = list(seeds)
     runs = ordered_runs(protocol)
     configs: dict[tuple[str, int], Any] = {}

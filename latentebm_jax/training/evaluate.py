@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -40,16 +41,23 @@ def stored_config(ckpt: Checkpointer, step: int, workdir: str) -> dict[str, Any]
     return None
 
 
-def restore_checked(setup: RunSetup, workdir: str, mode: str, allow_config_change: bool) -> TrainState:
+def restore_checked(
+    setup: RunSetup,
+    workdir: str,
+    mode: str,
+    allow_config_change: bool,
+    config_defaults: Mapping[str, Any] | None = None,
+) -> TrainState:
     """The newest (intact) checkpoint of ``workdir`` for ``--mode=eval|sample``, after checking the directory
-    and that the config matches the one that wrote it. Nothing is written."""
+    and that the config matches the one that wrote it (``config_defaults``: see ``loop.train``). Nothing is
+    written."""
     config = setup.config
     directory = check_workdir(workdir, mode)
     ckpt = Checkpointer(directory, config.train.keep_checkpoints, primary=is_main_process())
     try:
         step = ckpt.latest_step()
         stored = stored_config(ckpt, step, workdir)
-        check_provenance(stored, config, step, allow_config_change, setup.run_only_keys)
+        check_provenance(stored, config, step, allow_config_change, setup.run_only_keys, config_defaults)
         state, _ = ckpt.restore_newest_intact(
             setup.method.state_shapes(setup.init_key()), config.train.bad_checkpoint == "previous"
         )
@@ -66,6 +74,7 @@ def evaluate(
     state: TrainState | None = None,
     setup: RunSetup | None = None,
     allow_config_change: bool = False,
+    config_defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the newest checkpoint in ``workdir`` (or ``state``) and write ``summary.json``.
 
@@ -75,7 +84,7 @@ def evaluate(
     if state is None:
         with WorkdirLock(check_workdir(workdir, "eval"), enabled=is_main_process()):
             setup = setup or RunSetup(config, splits)
-            state = restore_checked(setup, workdir, "eval", allow_config_change)
+            state = restore_checked(setup, workdir, "eval", allow_config_change, config_defaults)
             return evaluate(config, workdir, state=state, setup=setup)
     t0 = time.time()
     setup = setup or RunSetup(config, splits)
@@ -134,13 +143,18 @@ def evaluate_interval(setup: RunSetup, params: Any, workdir: str, step: int) -> 
 
 
 def sample(
-    config, workdir: str, *, splits: DataSplits | None = None, allow_config_change: bool = False
+    config,
+    workdir: str,
+    *,
+    splits: DataSplits | None = None,
+    allow_config_change: bool = False,
+    config_defaults: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Run the sampling evaluators of ``config.eval.metrics`` (sample grids, long-run chains) on the newest
     checkpoint, writing to ``<workdir>/samples_final``; returns the files written."""
     with WorkdirLock(check_workdir(workdir, "sample"), enabled=is_main_process()):
         setup = RunSetup(config, splits)
-        state = restore_checked(setup, workdir, "sample", allow_config_change)
+        state = restore_checked(setup, workdir, "sample", allow_config_change, config_defaults)
         return _sample(setup, state, workdir)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -79,6 +79,7 @@ def train(
     splits: DataSplits | None = None,
     hooks: Sequence[Hook] = (),
     allow_config_change: bool = False,
+    config_defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming if it holds checkpoints), then evaluate.
 
@@ -90,6 +91,9 @@ def train(
       hooks: called as ``hook(step)`` after every step (``step`` = steps completed).
       allow_config_change: continue from a checkpoint written with a config that differs in keys that
         change the model, the data or the optimisation (recorded in ``config_history.jsonl``).
+      config_defaults: the library's default config for ``config``'s method and dataset
+        (``configs.default.reference_config``, as JSON): keys the checkpoint's config lacks that ``config``
+        holds at these defaults were added by a later version of the library and are no change.
 
     Returns:
       the summary written to ``summary.json``.
@@ -110,7 +114,9 @@ def train(
             changes = []
             if newest is not None:
                 stored = stored_config(ckpt, newest, workdir)
-                changes = check_provenance(stored, config, newest, allow_config_change, setup.run_only_keys)
+                changes = check_provenance(
+                    stored, config, newest, allow_config_change, setup.run_only_keys, config_defaults
+                )
             # a method's own refusal (stage 2 without its backbone) comes before anything is written
             state = setup.restore_or_init(ckpt)
             if main:

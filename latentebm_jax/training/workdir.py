@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from latentebm_jax.config_schema import leaf_values
@@ -163,17 +164,34 @@ class WorkdirLock:
 # ----------------------------------------------------------------------------- provenance
 
 
-def config_changes(old: dict[str, Any], new: dict[str, Any], run_only: tuple[str, ...] = ()) -> list[str]:
+def config_changes(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    run_only: tuple[str, ...] = (),
+    defaults: Mapping[str, Any] | None = None,
+) -> list[str]:
     """``key: old → new`` for every key that changes the model, the data or the optimisation (``run_only``:
-    more keys that do not, e.g. a method's)."""
+    more keys that do not, e.g. a method's).
+
+    ``defaults`` (flat ``a.b`` keys → the library's default values): a key absent from ``old`` that ``new``
+    holds at its default is a key a later version of the library added, and every added key's default keeps
+    the earlier behaviour, so it is no change."""
     a, b = leaf_values(old), leaf_values(new)
     skip = set(RUN_ONLY_KEYS) | set(run_only)
+    defaults = leaf_values(defaults) if defaults else {}
     out = []
     for key in sorted(set(a) | set(b)):
         if key in skip or key.startswith(RUN_ONLY_GROUPS) or a.get(key, "(absent)") == b.get(key, "(absent)"):
             continue
+        if key not in a and key in defaults and _same(b[key], defaults[key]):
+            continue
         out.append(f"{key}: {a.get(key, '(absent)')!r} → {b.get(key, '(absent)')!r}")
     return out
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Equal as JSON values (tuples and lists alike)."""
+    return json.dumps(x, sort_keys=True, default=str) == json.dumps(y, sort_keys=True, default=str)
 
 
 def config_json(config) -> dict[str, Any]:
@@ -182,9 +200,15 @@ def config_json(config) -> dict[str, Any]:
 
 
 def check_provenance(
-    stored: dict[str, Any] | None, config, step: int, allow_change: bool, run_only: tuple[str, ...] = ()
+    stored: dict[str, Any] | None,
+    config,
+    step: int,
+    allow_change: bool,
+    run_only: tuple[str, ...] = (),
+    defaults: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Compare the config a checkpoint was written with (``stored``) to ``config``; returns the changed keys.
+    """Compare the config a checkpoint was written with (``stored``) to ``config``; returns the changed keys
+    (``defaults``: see :func:`config_changes`).
 
     Raises:
       WorkdirError listing the keys (old → new) when they change the model, the data or the optimisation
@@ -192,7 +216,7 @@ def check_provenance(
     """
     if stored is None:
         return []
-    changes = config_changes(stored, config_json(config), run_only)
+    changes = config_changes(stored, config_json(config), run_only, defaults)
     if changes and not allow_change:
         raise WorkdirError(
             f"the checkpoint at step {step} was written with another config:\n  "
