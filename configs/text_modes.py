@@ -17,34 +17,15 @@ Sizes are those of ``configs/text_toy.py`` (latent 16, embeddings 64, LSTM 128, 
 64/128); the sampler is the paper's (K0 = 40) with the image LEBM's step sizes.
 """
 
-from configs import default
+from configs import text_toy
 from latentebm_jax.data.settings import data_group
 
 
 def get_config(method: str = "lebm_text"):
-    method = method or "lebm_text"
-    if method != "lebm_text":
-        raise ValueError(
-            f"configs/text_modes.py is a text config; method must be 'lebm_text', got {method!r}"
-        )
-    c = default.get_config("lebm_text")
+    c = text_toy.text_config(method, "configs/text_modes.py")
     c.data = data_group("text_modes", max_len=27, min_count=1)  # the longest sentence has 25 words
-    c.lebm_text.update(latent_dim=16, embed_dim=64, decoder_hidden=128, dropout_in=0.0, dropout_out=0.0)
-    c.lebm_text.update(lr_ebm=1e-4, lr_gen=2e-3)
-    e = c.eval
-    e.fppl_samples = 1000
-    e.rppl_samples = 10000  # as many generated sentences as the real training split has
-    e.lm_embed_dim = 64
-    e.lm_hidden = 128
-    e.lm_epochs = 5
-    e.nll_samples = 16
-    e.nll_chains = 4
-    e.batch_size = 100
-    e.num_samples = 20  # sentences printed / written at every eval interval
-    e.long_run_steps = (40, 200)
-    e.long_run_chains = 8
-    e.long_run_frames = 20
-    c.train.batch_size = 100
+    c.eval.long_run_chains = 8
+    c.eval.long_run_frames = 20
     # 6,000 steps: about 0.25-0.3 s a step on 2 shared CPU cores (measured), 25-30 min of training
     c.train.num_epochs = 60
     c.train.log_every = 50

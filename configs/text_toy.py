@@ -17,11 +17,22 @@ from latentebm_jax.data.settings import data_group
 
 
 def get_config(method: str = "lebm_text"):
+    c = text_config(method, "configs/text_toy.py")
+    c.data = data_group("text_toy", max_len=32, min_count=1)  # the longest toy sentence has 30 words
+    c.train.num_epochs = 10
+    c.train.log_every = 20
+    c.train.eval_every = 500
+    c.train.ckpt_every = 500
+    return c
+
+
+def text_config(method: str, path: str):
+    """The text LEBM at the shipped corpora's sizes (``configs/text_modes.py`` starts from it too):
+    everything but the data and the training length; ``path`` names the calling file in errors."""
     method = method or "lebm_text"
     if method != "lebm_text":
-        raise ValueError(f"configs/text_toy.py is a text config; method must be 'lebm_text', got {method!r}")
+        raise ValueError(f"{path} is a text config; method must be 'lebm_text', got {method!r}")
     c = default.get_config("lebm_text")
-    c.data = data_group("text_toy", max_len=32, min_count=1)  # the longest toy sentence has 30 words
     c.lebm_text.update(latent_dim=16, embed_dim=64, decoder_hidden=128, dropout_in=0.0, dropout_out=0.0)
     c.lebm_text.update(lr_ebm=1e-4, lr_gen=2e-3)
     e = c.eval
@@ -38,8 +49,4 @@ def get_config(method: str = "lebm_text"):
     e.long_run_chains = 4
     e.long_run_frames = 10
     c.train.batch_size = 100
-    c.train.num_epochs = 10
-    c.train.log_every = 20
-    c.train.eval_every = 500
-    c.train.ckpt_every = 500
     return c

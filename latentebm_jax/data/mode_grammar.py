@@ -51,9 +51,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 
 import numpy as np
+
+from latentebm_jax.data.text import MODES_DIR, SHIPPED_SPLITS, write_shipped_corpus
 
 TOPICS = ("kitchen", "sea", "forest", "city")
 NUMBERS = ("sg", "pl")
@@ -387,7 +388,7 @@ def topic_switches(chain) -> int:
 
 
 # The shipped corpus ``latentebm_jax/data/text_modes/{split}.txt``: split -> (number of sentences, seed).
-MODE_SPLITS: dict[str, tuple[int, int]] = {"train": (10_000, 0), "valid": (1_000, 1), "test": (1_000, 2)}
+MODE_SPLITS: dict[str, tuple[int, int]] = SHIPPED_SPLITS
 
 
 def write_corpus(directory: str) -> None:
@@ -395,11 +396,8 @@ def write_corpus(directory: str) -> None:
 
     Regenerate the shipped files with ``python -m latentebm_jax.data.mode_grammar``.
     """
-    os.makedirs(directory, exist_ok=True)
-    for split, (n, seed) in MODE_SPLITS.items():
-        with open(os.path.join(directory, f"{split}.txt"), "w", encoding="utf-8") as f:
-            f.writelines(s + "\n" for s in sample_sentences(n, seed))
+    write_shipped_corpus(directory, sample_sentences, MODE_SPLITS)
 
 
 if __name__ == "__main__":
-    write_corpus(os.path.join(os.path.dirname(os.path.abspath(__file__)), "text_modes"))
+    write_corpus(MODES_DIR)

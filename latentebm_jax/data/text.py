@@ -19,7 +19,7 @@ import collections
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -36,6 +36,23 @@ TEXT_CORPORA = (*SHIPPED_CORPORA, *FILE_CORPORA, "snli")
 SPLITS = ("train", "valid", "test")
 # Our split names -> tfds snli split names.
 _SNLI_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+
+# The shipped corpora's splits (``text_toy``, ``text_modes``): split -> (number of sentences, seed).
+SHIPPED_SPLITS: dict[str, tuple[int, int]] = {"train": (10_000, 0), "valid": (1_000, 1), "test": (1_000, 2)}
+
+
+def write_shipped_corpus(
+    directory: str,
+    sample_sentences: Callable[[int, int], list[str]],
+    splits: dict[str, tuple[int, int]] = SHIPPED_SPLITS,
+) -> None:
+    """Write ``{split}.txt`` (one sentence per line) for each split, its sentences drawn by
+    ``sample_sentences(n, seed)`` (a grammar's sampler: ``toy_grammar`` or ``mode_grammar``)."""
+    os.makedirs(directory, exist_ok=True)
+    for split, (n, seed) in splits.items():
+        with open(os.path.join(directory, f"{split}.txt"), "w", encoding="utf-8") as f:
+            f.writelines(s + "\n" for s in sample_sentences(n, seed))
+
 
 _HOW_TO_GET = {
     "ptb": (

@@ -28,6 +28,8 @@ import functools
 
 import numpy as np
 
+from latentebm_jax.data.text import SHIPPED_SPLITS, TOY_DIR, write_shipped_corpus
+
 DET = {"sg": ("the", "a", "this", "every"), "pl": ("the", "some", "these", "many", "two")}
 ADJ = ("small", "big", "red", "old", "happy", "quiet")
 _NOUN_STEMS = ("dog", "cat", "ball", "bird", "girl", "boy", "tree", "house")
@@ -227,7 +229,7 @@ def log_prob(tokens: str | list[str] | tuple[str, ...]) -> float:
 
 
 # The shipped corpus ``latentebm_jax/data/text_toy/{split}.txt``: split -> (number of sentences, seed).
-TOY_SPLITS: dict[str, tuple[int, int]] = {"train": (10_000, 0), "valid": (1_000, 1), "test": (1_000, 2)}
+TOY_SPLITS: dict[str, tuple[int, int]] = SHIPPED_SPLITS
 
 
 def write_toy_corpus(directory: str) -> None:
@@ -235,15 +237,8 @@ def write_toy_corpus(directory: str) -> None:
 
     Regenerate the shipped files with ``python -m latentebm_jax.data.toy_grammar``.
     """
-    import os
-
-    os.makedirs(directory, exist_ok=True)
-    for split, (n, seed) in TOY_SPLITS.items():
-        with open(os.path.join(directory, f"{split}.txt"), "w", encoding="utf-8") as f:
-            f.writelines(s + "\n" for s in sample_sentences(n, seed))
+    write_shipped_corpus(directory, sample_sentences, TOY_SPLITS)
 
 
 if __name__ == "__main__":
-    import os
-
-    write_toy_corpus(os.path.join(os.path.dirname(os.path.abspath(__file__)), "text_toy"))
+    write_toy_corpus(TOY_DIR)
