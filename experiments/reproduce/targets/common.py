@@ -4,6 +4,7 @@ and the phrases ``--list`` uses for what a scale needs."""
 from __future__ import annotations
 
 from experiments.reproduce.paper_tables import PaperFigure, PaperTable
+from experiments.reproduce.protocol import Column, Protocol, Run
 from experiments.reproduce.published import bidvl, iccv, icml, lebm
 
 _PUBLISHED = {"lebm": lebm, "iccv": iccv, "icml": icml, "bidvl": bidvl}
@@ -33,3 +34,66 @@ def _anomaly_protocol(overrides: dict) -> dict:
 
 
 AUPRC = f"auprc_last_{LAST_EPOCHS}_epochs"
+
+
+def auprc_protocols(
+    prefix: str,
+    label: str,
+    config: str,
+    main: Run,
+    minutes: float,
+    paper_config: str,
+    needs: str,
+    note: str = "",
+) -> tuple[Protocol, Protocol]:
+    """The AUPRC protocol of LEBM Table 4 and ICCV Table 3 at both scales: one run per held-out digit of
+    :data:`HOLDOUT_DIGITS`, AUPRC averaged over the last :data:`LAST_EPOCHS` epochs, three seeds.
+
+    At CPU scale (``config``, embedded digits) digit 9's run is ``main`` (the method's shared run holds
+    digit 9 out), shown as ``"<label>, digit 9 held out"``; at paper scale each digit is a run of
+    ``paper_config``."""
+
+    def holdout(digit: int) -> Run:
+        if digit == 9:
+            return main
+        overrides = _anomaly_protocol({"data.holdout_class": digit})
+        return Run(
+            f"{prefix}_holdout{digit}", f"{label}, digit {digit} held out", config, overrides, minutes=minutes
+        )
+
+    column = (Column("AUPRC", AUPRC, None, False),)
+    cpu = Protocol(
+        runs=tuple(holdout(d) for d in HOLDOUT_DIGITS),
+        columns=column,
+        relabel={main.name: f"{label}, digit 9 held out"},
+        paper_cells={
+            (f"{label}, digit {d} held out", "AUPRC"): ("Ours", f"Digit {d}") for d in HOLDOUT_DIGITS
+        },
+        seeds=3,
+        note=note,
+    )
+    paper = Protocol(
+        runs=tuple(
+            Run(
+                f"mnist_holdout{d}",
+                f"Ours, digit {d}",
+                paper_config,
+                _anomaly_protocol({"data.holdout_class": d}),
+            )
+            for d in HOLDOUT_DIGITS
+        ),
+        columns=column,
+        paper_cells={(f"Ours, digit {d}", "AUPRC"): ("Ours", f"Digit {d}") for d in HOLDOUT_DIGITS},
+        seeds=3,
+        needs=needs,
+    )
+    return cpu, paper
+
+
+def sweep_protocol(
+    prefix: str, config: str, key: str, label: str, values: tuple, column: Column, needs: str
+) -> Protocol:
+    """A paper-scale ablation: one run ``<prefix><value>`` of ``config`` per value of ``key``, each labelled
+    ``label.format(value)`` and shown beside the paper's row of the same label."""
+    runs = tuple(Run(f"{prefix}{v}", label.format(v), config, {key: v}) for v in values)
+    return Protocol(runs=runs, columns=(column,), paper_rows={r.label: r.label for r in runs}, needs=needs)

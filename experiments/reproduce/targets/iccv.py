@@ -6,13 +6,13 @@ from __future__ import annotations
 from experiments.reproduce.protocol import Column, Protocol, Run, Target, higher, increasing, lower
 from experiments.reproduce.targets.common import (
     ACCEL,
-    AUPRC,
     FID,
-    HOLDOUT_DIGITS,
     LAST_EPOCHS,
     TFDS,
     _anomaly_protocol,
+    auprc_protocols,
     published,
+    sweep_protocol,
 )
 
 _JOINT = Run("joint", "joint EBM prior", "configs/digits.py:joint", _anomaly_protocol({}), minutes=8)
@@ -29,18 +29,6 @@ _PROBES = tuple(
 )
 
 
-def _joint_holdout(digit: int) -> Run:
-    if digit == 9:
-        return _JOINT
-    return Run(
-        f"joint_holdout{digit}",
-        f"joint, digit {digit} held out",
-        "configs/digits.py:joint",
-        _anomaly_protocol({"data.holdout_class": digit}),
-        minutes=8,
-    )
-
-
 def _joint_variant(name: str, label: str, **overrides) -> Run:
     return Run(name, label, "configs/digits.py:joint", _anomaly_protocol(overrides), minutes=8)
 
@@ -51,6 +39,15 @@ _K = {
     30: _joint_variant("joint_k30", "k = 30", **{"sampler.prior_steps": 30}),
     60: _JOINT,
 }
+_AUPRC_CPU, _AUPRC_PAPER = auprc_protocols(
+    "joint",
+    "joint",
+    "configs/digits.py:joint",
+    _JOINT,
+    8,
+    "configs/mnist.py:joint",
+    f"{TFDS} (mnist); {ACCEL}",
+)
 _JOINT_FIGURE = "digits.py:joint (3 layers of 2, 2, 10 units on 32×32 digits)"
 
 
@@ -126,30 +123,8 @@ ICCV_TARGETS = (
         f"anomaly detection AUPRC per held-out digit, averaged over the last {LAST_EPOCHS} epochs, "
         "mean ± std over seeds",
         published("iccv", "table3"),
-        cpu=Protocol(
-            runs=tuple(_joint_holdout(d) for d in HOLDOUT_DIGITS),
-            columns=(Column("AUPRC", AUPRC, None, False),),
-            relabel={_JOINT.name: "joint, digit 9 held out"},
-            paper_cells={
-                (f"joint, digit {d} held out", "AUPRC"): ("Ours", f"Digit {d}") for d in HOLDOUT_DIGITS
-            },
-            seeds=3,
-        ),
-        paper_scale=Protocol(
-            runs=tuple(
-                Run(
-                    f"mnist_holdout{d}",
-                    f"Ours, digit {d}",
-                    "configs/mnist.py:joint",
-                    _anomaly_protocol({"data.holdout_class": d}),
-                )
-                for d in HOLDOUT_DIGITS
-            ),
-            columns=(Column("AUPRC", AUPRC, None, False),),
-            paper_cells={(f"Ours, digit {d}", "AUPRC"): ("Ours", f"Digit {d}") for d in HOLDOUT_DIGITS},
-            seeds=3,
-            needs=f"{TFDS} (mnist); {ACCEL}",
-        ),
+        cpu=_AUPRC_CPU,
+        paper_scale=_AUPRC_PAPER,
     ),
     Target(
         "iccv",
@@ -163,14 +138,14 @@ ICCV_TARGETS = (
             | {"joint EBM prior": "k = 60"},
             note="The joint EBM prior row is k = 60 (the config's default).",
         ),
-        paper_scale=Protocol(
-            runs=tuple(
-                Run(f"celeba64_k{k}", f"k = {k}", "configs/celeba64.py:joint", {"sampler.prior_steps": k})
-                for k in (15, 30, 60, 150, 300)
-            ),
-            columns=(Column("FID", "fid", "FID", True),),
-            paper_rows={f"k = {k}": f"k = {k}" for k in (15, 30, 60, 150, 300)},
-            needs=f"{TFDS} (celeb_a); {FID}; {ACCEL}",
+        paper_scale=sweep_protocol(
+            "celeba64_k",
+            "configs/celeba64.py:joint",
+            "sampler.prior_steps",
+            "k = {}",
+            (15, 30, 60, 150, 300),
+            Column("FID", "fid", "FID", True),
+            f"{TFDS} (celeb_a); {FID}; {ACCEL}",
         ),
     ),
     Target(
@@ -189,14 +164,14 @@ ICCV_TARGETS = (
             claims=(lower("joint EBM prior", "Gaussian prior (nef = 0)", "fd"),),
             note="The joint EBM prior row is nef = 100 (the config's default).",
         ),
-        paper_scale=Protocol(
-            runs=tuple(
-                Run(f"svhn_nef{n}", f"nef = {n}", "configs/svhn.py:joint", {"joint.ebm_hidden": n})
-                for n in (0, 10, 20, 50, 100)
-            ),
-            columns=(Column("FID", "fid", "FID", True),),
-            paper_rows={f"nef = {n}": f"nef = {n}" for n in (0, 10, 20, 50, 100)},
-            needs=f"{TFDS} (svhn_cropped); {FID}; {ACCEL}",
+        paper_scale=sweep_protocol(
+            "svhn_nef",
+            "configs/svhn.py:joint",
+            "joint.ebm_hidden",
+            "nef = {}",
+            (0, 10, 20, 50, 100),
+            Column("FID", "fid", "FID", True),
+            f"{TFDS} (svhn_cropped); {FID}; {ACCEL}",
         ),
     ),
     Target(

@@ -8,10 +8,10 @@ from experiments.reproduce.targets.common import (
     ACCEL,
     AUPRC,
     FID,
-    HOLDOUT_DIGITS,
     LAST_EPOCHS,
     TFDS,
     _anomaly_protocol,
+    auprc_protocols,
     published,
 )
 
@@ -50,16 +50,17 @@ _LEBM_MSE_FD = (
 )
 
 
-def _lebm_holdout(digit: int) -> Run:
-    if digit == 9:
-        return _LEBM
-    return Run(
-        f"lebm_holdout{digit}",
-        f"LEBM, digit {digit} held out",
-        "configs/digits.py:lebm",
-        _anomaly_protocol({"data.holdout_class": digit}),
-        minutes=2.5,
-    )
+_AUPRC_CPU, _AUPRC_PAPER = auprc_protocols(
+    "lebm",
+    "LEBM",
+    "configs/digits.py:lebm",
+    _LEBM,
+    2.5,
+    "configs/mnist.py:lebm",
+    f"{TFDS} (mnist)",
+    note="Embedded 8×8 digits in place of MNIST: one run per held-out digit, that digit left out of "
+    "training and scored in the test split by −log p(x, z) at posterior samples.",
+)
 
 
 LEBM_TARGETS = (
@@ -167,32 +168,8 @@ LEBM_TARGETS = (
         f"anomaly detection AUPRC per held-out digit, averaged over the last {LAST_EPOCHS} epochs, "
         "mean ± std over seeds",
         published("lebm", "table4"),
-        cpu=Protocol(
-            runs=tuple(_lebm_holdout(d) for d in HOLDOUT_DIGITS),
-            columns=(Column("AUPRC", AUPRC, None, False),),
-            relabel={_LEBM.name: "LEBM, digit 9 held out"},
-            paper_cells={
-                (f"LEBM, digit {d} held out", "AUPRC"): ("Ours", f"Digit {d}") for d in HOLDOUT_DIGITS
-            },
-            seeds=3,
-            note="Embedded 8×8 digits in place of MNIST: one run per held-out digit, that digit left out of "
-            "training and scored in the test split by −log p(x, z) at posterior samples.",
-        ),
-        paper_scale=Protocol(
-            runs=tuple(
-                Run(
-                    f"mnist_holdout{d}",
-                    f"Ours, digit {d}",
-                    "configs/mnist.py:lebm",
-                    _anomaly_protocol({"data.holdout_class": d}),
-                )
-                for d in HOLDOUT_DIGITS
-            ),
-            columns=(Column("AUPRC", AUPRC, None, False),),
-            paper_cells={(f"Ours, digit {d}", "AUPRC"): ("Ours", f"Digit {d}") for d in HOLDOUT_DIGITS},
-            seeds=3,
-            needs=f"{TFDS} (mnist)",
-        ),
+        cpu=_AUPRC_CPU,
+        paper_scale=_AUPRC_PAPER,
     ),
     Target(
         "lebm",
