@@ -156,6 +156,30 @@ def nearest_key(path: str, schema: Mapping[str, Any]) -> str | None:
     return leaves[close[0]] if close else None
 
 
+def set_keys(config: ml_collections.ConfigDict, overrides: Mapping[str, Any], origin: str = "override"):
+    """Set ``{"group.key": value}`` on ``config`` as ``--config.group.key=value`` would, and return it.
+
+    Raises:
+      ConfigError for a key the config lacks (naming the nearest one) or a value the key cannot hold;
+      ``origin`` says where the override came from (e.g. ``--set``).
+    """
+    schema = flatten(config)
+    for path, value in overrides.items():
+        if path not in schema:
+            near = nearest_key(path, schema)
+            hint = f"; did you mean '{near}'?" if near else ""
+            raise ConfigError(f"{origin}: config key '{path}' does not exist for {config.method}{hint}")
+        *groups, key = path.split(".")
+        target = config
+        for group in groups:
+            target = target[group]
+        try:
+            target[key] = value
+        except TypeError as err:
+            raise ConfigError(f"{origin}: config key '{path}' = {value!r}: {err}") from None
+    return config
+
+
 def check_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict, owner: str) -> None:
     """``config`` has exactly the keys of ``reference`` (the schema of ``owner``, e.g. "method 'lebm'"),
     each with a value of the reference's type.

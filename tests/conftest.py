@@ -5,6 +5,8 @@ import tempfile
 
 import pytest
 
+from latentebm_jax.config_schema import set_keys
+
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # metric caches (domain classifiers, FID statistics) of the test session stay out of the home directory
@@ -53,13 +55,7 @@ def tiny_digits_config(**overrides):
 
 def apply_overrides(config, overrides: dict):
     """Set ``{"group.key": value}`` entries on a config (as ``--config.group.key=value`` would)."""
-    for path, value in overrides.items():
-        *groups, key = path.split(".")
-        target = config
-        for group in groups:
-            target = target[group]
-        target[key] = value
-    return config
+    return set_keys(config, overrides, "test")
 
 
 @pytest.fixture(scope="session")

@@ -53,19 +53,17 @@ def reproduce(
     say(f"{target.key} ({scale}): {target.what}")
     if protocol.needs:
         say(f"  needs: {protocol.needs}")
-    if report_only:
-        summaries = _finished(target, scale, workdir, seed_list, extra)
-    else:
-        summaries = runner.run_protocol(
-            protocol,
-            paper=target.paper,
-            scale=scale,
-            workdir=workdir,
-            seeds=seed_list,
-            extra=extra,
-            train=train,
-            say=say,
-        )
+    summaries = runner.run_protocol(
+        protocol,
+        paper=target.paper,
+        scale=scale,
+        workdir=workdir,
+        seeds=seed_list,
+        extra=extra,
+        train=train,
+        report_only=report_only,
+        say=say,
+    )
     results = report.Results(target, protocol, summaries)
     out = os.path.join(workdir, target.paper, scale)
     os.makedirs(out, exist_ok=True)
@@ -101,17 +99,6 @@ def reproduce(
         replace_block(readme, block_start(target, scale), text)
         say(f"updated {readme}")
     return results
-
-
-def _finished(target: Target, scale: str, workdir: str, seeds: list[int], extra) -> dict:
-    protocol = target.protocol(scale)
-    out = {}
-    for seed in seeds:
-        for run in protocol.runs:
-            directory = runner.run_dir(workdir, target.paper, scale, run, seed)
-            if os.path.isfile(os.path.join(directory, "summary.json")):
-                out[run.name, seed] = runner.read_summary(directory)
-    return out
 
 
 def replace_block(path: str, start: str, text: str) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from experiments.reproduce.protocol import Protocol, Run
-from latentebm_jax.config_schema import ConfigError, flatten, nearest_key
+from latentebm_jax.config_schema import ConfigError, set_keys
 
 
 def run_dir(workdir: str, paper: str, scale: str, run: Run, seed: int) -> str:
@@ -45,25 +45,6 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(config, overrides: Mapping[str, Any], origin: str) -> None:
-    """Set ``{"group.key": value}`` on ``config``; an unknown key is a :class:`ConfigError` naming the
-    nearest one."""
-    schema = flatten(config)
-    for path, value in overrides.items():
-        if path not in schema:
-            near = nearest_key(path, schema)
-            hint = f"; did you mean '{near}'?" if near else ""
-            raise ConfigError(f"{origin}: config key '{path}' does not exist for {config.method}{hint}")
-        *groups, key = path.split(".")
-        target = config
-        for group in groups:
-            target = target[group]
-        try:
-            target[key] = value
-        except TypeError as err:
-            raise ConfigError(f"{origin}: config key '{path}' = {value!r}: {err}") from None
-
-
 def build_config(
     run: Run, seed: int, dirs: Mapping[str, str], extra: Mapping[str, Any], scale_overrides: Mapping[str, Any]
 ):
@@ -72,10 +53,10 @@ def build_config(
     from configs.default import validate
 
     config = load_config(run.config)
-    apply_overrides(config, scale_overrides, f"run {run.name}")
-    apply_overrides(config, run.overrides, f"run {run.name}")
-    apply_overrides(config, {key: dirs[name] for key, name in run.run_dirs.items()}, f"run {run.name}")
-    apply_overrides(config, extra, "--set")
+    set_keys(config, scale_overrides, f"run {run.name}")
+    set_keys(config, run.overrides, f"run {run.name}")
+    set_keys(config, {key: dirs[name] for key, name in run.run_dirs.items()}, f"run {run.name}")
+    set_keys(config, extra, "--set")
     config.seed = seed
     validate(config)
     return config
@@ -127,10 +108,12 @@ def run_protocol(
     extra: Mapping[str, Any] = {},
     scale_overrides: Mapping[str, Any] = {},
     train: Callable[[Any, str], dict] | None = None,
+    report_only: bool = False,
     say: Callable[[str], None] = print,
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Train every run of ``protocol`` for every seed (skipping finished ones) and return their summaries,
-    ``{(run name, seed): summary}``. Every config is built and validated before the first run starts."""
+    ``{(run name, seed): summary}``. Every config is built and validated before the first run starts.
+    With ``report_only`` nothing trains: the finished runs are read and the others left out."""
     if train is None:
         from configs.default import reference_config
         from latentebm_jax.training import loop
@@ -154,6 +137,9 @@ def run_protocol(
             config = configs[run.name, seed]
             if is_finished(directory, config):
                 say(f"  {run.name} seed {seed}: finished, read from {directory}")
+            elif report_only:
+                say(f"  {run.name} seed {seed}: not finished in {directory}, left out")
+                continue
             else:
                 say(f"  {run.name} seed {seed}: training in {directory} ({command_of(run, seed, directory)})")
                 os.makedirs(directory, exist_ok=True)
