@@ -21,12 +21,14 @@ devices draws exactly the noise that the undivided batch would.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.tree_util import Partial
 
@@ -54,7 +56,16 @@ def as_typed_key(key: jax.Array) -> jax.Array:
 
 def batch_size_of(z: PyTree) -> int:
     """The common leading dimension of every leaf of ``z``."""
-    sizes = {leaf.shape[0] for leaf in jax.tree.leaves(z)}
+    leaves = jax.tree.leaves(z)
+    if not leaves:
+        raise ValueError("the latent pytree has no arrays; pass z0 with leaves of shape (B, ...)")
+    for leaf in leaves:
+        if jnp.ndim(leaf) == 0:
+            raise ValueError(
+                "every latent leaf needs a leading batch dimension, shape (B, ...); got a leaf of shape () "
+                "(for one chain pass z[None])"
+            )
+    sizes = {leaf.shape[0] for leaf in leaves}
     if len(sizes) != 1:
         raise ValueError(f"every latent leaf must share the batch dimension; got leading sizes {sizes}")
     return sizes.pop()
@@ -84,22 +95,89 @@ def _per_chain_norm(tree: PyTree) -> jax.Array:
     return jnp.sqrt(sum(sq))
 
 
+def check_log_density(value: jax.Array, batch: int, name: str = "log_prob_fn") -> None:
+    """A one-sentence ``ValueError`` unless ``value`` holds one real log-density per chain, ``(batch,)``.
+
+    The common mistake is an energy network with a ``Dense(1)`` head, ``(B, 1)``: broadcast against a
+    ``(B,)`` Gaussian term it silently becomes ``(B, B)`` and every chain's gradient ``B`` times too large.
+    """
+    shape, dtype = jnp.shape(value), jnp.result_type(value)
+    if shape == (batch,) and jnp.issubdtype(dtype, jnp.floating):
+        return
+    hint = ""
+    if shape == (batch, 1):
+        hint = " (a Dense(1) head: return out[..., 0] or out.squeeze(-1))"
+    elif shape == ():
+        hint = " (do not sum or average over the batch: the sampler sums the chains itself)"
+    elif jnp.issubdtype(dtype, jnp.complexfloating):
+        hint = " (a log-density must be real)"
+    raise ValueError(
+        f"{name} must return one real log-density per chain, shape ({batch},); "
+        f"it returned shape {shape} of dtype {dtype}{hint}"
+    )
+
+
+def step_size_tree(step_size: Any, z: PyTree) -> PyTree:
+    """``step_size`` as a pytree like ``z``, each leaf broadcastable against its latent leaf.
+
+    ``step_size`` is one scalar, one value per chain (shape ``(B,)`` or ``(B, 1, …)``), or a pytree with
+    ``z``'s structure whose leaves are any of these (e.g. one step size per layer). A non-scalar array is
+    aligned with the batch axis: ``(B,)`` means one step per chain; a per-dimension step needs a leading
+    ``1``, e.g. ``(1, D)``. Raises a one-sentence ``ValueError`` for anything else.
+    """
+    leaves, treedef = jax.tree.flatten(z)
+    b = batch_size_of(z)
+    if jax.tree.structure(step_size).num_leaves == 1 and not isinstance(step_size, (list, tuple, dict)):
+        s_leaves = [step_size] * len(leaves)
+    else:
+        try:
+            s_leaves = treedef.flatten_up_to(step_size)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"step_size has structure {jax.tree.structure(step_size)}, which does not match the latents' "
+                f"{treedef}; pass one scalar, one value per chain (shape ({b},)) or a pytree like the latents"
+            ) from None
+    out = []
+    for x, s in zip(leaves, s_leaves):
+        s = jnp.asarray(s)
+        if not (jnp.issubdtype(s.dtype, jnp.floating) or jnp.issubdtype(s.dtype, jnp.integer)):
+            raise ValueError(f"step_size must be real; got dtype {s.dtype}")
+        if s.ndim == 0:
+            out.append(s)
+            continue
+        per_chain = s.shape[0] == b and all(d == 1 for d in s.shape[1:]) and s.ndim <= x.ndim
+        if per_chain:
+            out.append(s.reshape((b,) + (1,) * (x.ndim - 1)))
+        elif s.ndim <= x.ndim and s.shape[0] == 1 and _broadcasts(s.shape, x.shape):
+            out.append(s)
+        else:
+            raise ValueError(
+                f"step_size of shape {s.shape} does not fit the latent leaf of shape {x.shape}; expected a "
+                f"scalar, one value per chain ({b},), or a shape that broadcasts from the batch axis such as "
+                f"(1, {', '.join(map(str, x.shape[1:]))})"
+            )
+    return jax.tree.unflatten(treedef, out)
+
+
+def _broadcasts(small: tuple[int, ...], big: tuple[int, ...]) -> bool:
+    small = small + (1,) * (len(big) - len(small))
+    return all(a in (1, c) for a, c in zip(small, big))
+
+
 def langevin_step(
     log_prob_fn: LogProbFn, z: PyTree, key: jax.Array, step_size: Any
 ) -> tuple[PyTree, jax.Array, jax.Array]:
     """One Langevin update ``z + (s²/2)∇log π(z) + s ε`` (LEBM Eq. 9 in the code's convention).
 
-    ``key`` must already be typed (one key, or one per chain). ``step_size`` is a scalar or a pytree of
-    scalars/broadcastable arrays matching ``z`` (e.g. one step size per layer).
-    Returns ``(z_next, log_prob(z), grad_norm(z))`` with per-chain values of shape ``(B,)``.
+    ``key`` must already be typed (one key, or one per chain). ``step_size``: see :func:`step_size_tree`.
+    Returns ``(z_next, log_prob(z), grad_norm(z))`` with per-chain values of shape ``(B,)``; a log-density of
+    any other shape is a ``ValueError`` (:func:`check_log_density`).
     """
     log_p, pullback = jax.vjp(log_prob_fn, z)
+    check_log_density(log_p, batch_size_of(z))
     (grad,) = pullback(jnp.ones_like(log_p))  # gradient of the batch sum: per-chain gradients
     noise = gaussian_like(key, z)
-    if jax.tree.structure(step_size) == jax.tree.structure(z):
-        s_tree = step_size
-    else:
-        s_tree = jax.tree.map(lambda _: step_size, z)
+    s_tree = step_size_tree(step_size, z)
     z_next = jax.tree.map(lambda x, g, e, s: x + 0.5 * s * s * g + s * e, z, grad, noise, s_tree)
     return z_next, log_p, _per_chain_norm(grad)
 
@@ -163,19 +241,55 @@ def langevin(
     """
     chex.assert_tree_has_only_ndarrays(z0)
     b = batch_size_of(z0)
-    typed = as_typed_key(jnp.asarray(key) if not isinstance(key, jax.Array) else key)
-    if typed.ndim not in (0, 1) or (typed.ndim == 1 and typed.shape[0] != b):
-        raise ValueError(
-            f"key must be a single key or one key per chain (shape ({b},)); got key shape {key.shape}"
-        )
-    if num_steps < 0:
-        raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+    typed = _check_key(key, b)
+    num_steps = _check_num_steps(num_steps)
+    step_size = step_size_tree(step_size, z0)
     unroll = True if (unroll is True or unroll == 0) else int(unroll)
     if not isinstance(log_prob_fn, Partial):
         log_prob_fn = Partial(log_prob_fn)
     return _langevin_jit(
         log_prob_fn, z0, typed, step_size, num_steps=int(num_steps), trace=trace, unroll=unroll
     )
+
+
+def _check_key(key: Any, batch: int) -> jax.Array:
+    """``key`` as typed keys, after checking it is one PRNG key or one per chain."""
+    if isinstance(key, (int, np.integer)) or (
+        hasattr(key, "dtype") and jnp.ndim(key) == 0 and jnp.issubdtype(key.dtype, jnp.integer)
+    ):
+        raise TypeError(
+            f"key must be a PRNG key such as jax.random.key({int(key)}); got the integer {int(key)}"
+        )
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and (
+        key.dtype != jnp.uint32 or key.shape[-1:] != (2,)
+    ):
+        raise TypeError(
+            f"key must be a PRNG key (jax.random.key(seed)) or raw uint32 key data of shape (2,) or "
+            f"({batch}, 2); got dtype {key.dtype}, shape {key.shape}"
+        )
+    typed = as_typed_key(key)
+    if typed.ndim not in (0, 1) or (typed.ndim == 1 and typed.shape[0] != batch):
+        raise ValueError(
+            f"key must be a single key or one key per chain (shape ({batch},)); "
+            f"got keys of shape {typed.shape}"
+        )
+    return typed
+
+
+def _check_num_steps(num_steps: Any) -> int:
+    if isinstance(num_steps, jax.core.Tracer):
+        raise TypeError(
+            "num_steps must be a Python int: it fixes the length of the compiled loop; got a traced value "
+            "(mark the argument static, e.g. jax.jit(f, static_argnames='num_steps'))"
+        )
+    try:
+        n = operator.index(num_steps)
+    except TypeError:
+        raise TypeError(f"num_steps must be a Python int; got {num_steps!r}") from None
+    if n < 0:
+        raise ValueError(f"num_steps must be >= 0, got {n}")
+    return n
 
 
 def langevin_on_layer(

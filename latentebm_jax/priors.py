@@ -20,6 +20,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from latentebm_jax.langevin import batch_size_of, check_log_density
+
 PyTree = Any
 NegEnergyFn = Callable[[PyTree], jax.Array]
 GeneratorFn = Callable[[PyTree], jax.Array]
@@ -48,8 +50,11 @@ def ebm_log_prior(neg_energy_fn: NegEnergyFn, z: PyTree, sigma_p: float = 1.0) -
     """EBM-tilted prior ``log p_α(z) = f_α(z) + log N(z; 0, σ_p² I)`` up to ``−log Z(α)`` (LEBM Eq. 2).
 
     ``neg_energy_fn(z) -> (B,)`` is ``f_α``; for joint hierarchical priors it takes the whole tuple of layers.
+    Any other shape (a ``Dense(1)`` head's ``(B, 1)`` would broadcast to ``(B, B)``) is a ``ValueError``.
     """
-    return neg_energy_fn(z) + gaussian_log_prob(z, sigma_p)
+    f = neg_energy_fn(z)
+    check_log_density(f, batch_size_of(z), "neg_energy_fn")
+    return f + gaussian_log_prob(z, sigma_p)
 
 
 def gaussian_log_likelihood(x: jax.Array, x_mean: jax.Array, sigma: float) -> jax.Array:

@@ -114,3 +114,91 @@ def test_zero_steps_is_identity_and_bad_keys_are_rejected():
             step_size=1.0,
             num_steps=1,
         )
+
+
+def test_per_chain_step_sizes_of_shape_b_equal_separate_chains():
+    """A ``(B,)`` step size runs chain b with its own step: the same as B one-chain runs (hand update)."""
+    key = jax.random.key(5)
+    z0 = jnp.array([[0.3, -1.2, 0.1], [2.0, 0.5, -0.4]])
+    s = jnp.array([0.1, 0.6])
+    logp = lambda z: -0.5 * jnp.sum(z**2, 1)
+    z1 = langevin(logp, z0, key, step_size=s, num_steps=1)
+    noise = gaussian_like(jax.random.fold_in(as_typed_key(key), 0), z0)
+    expected = z0 + 0.5 * (s**2)[:, None] * (-z0) + s[:, None] * noise
+    np.testing.assert_allclose(z1, expected, rtol=1e-6, atol=1e-6)
+
+
+def _dense1_head(z):
+    """An energy network's head left as ``Dense(1)``: ``(B, 1)``."""
+    return -0.5 * jnp.sum(z**2, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    "log_prob, message",
+    [
+        (_dense1_head, r"shape \(4,\); it returned shape \(4, 1\).*Dense\(1\) head"),
+        (lambda z: -0.5 * jnp.sum(z**2), r"returned shape \(\) .*do not sum or average over the batch"),
+        (lambda z: -0.5 * z**2, r"returned shape \(4, 3\)"),
+        (lambda z: -0.5 * jnp.sum(z**2, 1) + 0j, r"dtype complex64 \(a log-density must be real\)"),
+    ],
+)
+def test_a_log_density_of_the_wrong_shape_or_type_is_named(log_prob, message):
+    with pytest.raises(ValueError, match=message):
+        langevin(log_prob, jnp.ones((4, 3)), jax.random.key(0), step_size=0.1, num_steps=2)
+
+
+def test_ebm_log_prior_refuses_a_dense1_head_that_would_broadcast_to_b_by_b():
+    from latentebm_jax import ebm_log_prior
+
+    with pytest.raises(
+        ValueError, match=r"neg_energy_fn must return .* shape \(4,\); it returned shape \(4, 1\)"
+    ):
+        ebm_log_prior(_dense1_head, jnp.ones((4, 3)))
+    assert ebm_log_prior(lambda z: _dense1_head(z)[:, 0], jnp.ones((4, 3))).shape == (4,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            {"z0": jnp.float32(1.0)},
+            ValueError,
+            r"leading batch dimension, shape \(B, ...\); got a leaf of shape \(\)",
+        ),
+        ({"key": 0}, TypeError, r"key must be a PRNG key such as jax.random.key\(0\); got the integer 0"),
+        ({"key": jnp.arange(2)}, TypeError, r"key must be a PRNG key .* got dtype int32, shape \(2,\)"),
+        (
+            {"step_size": jnp.ones(3)},
+            ValueError,
+            r"step_size of shape \(3,\) does not fit the latent leaf of shape \(4, 2\)",
+        ),
+        ({"step_size": (0.1, 0.2)}, ValueError, r"step_size of shape \(2,\) does not fit"),
+        ({"step_size": 0.1j}, ValueError, r"step_size must be real; got dtype complex"),
+        ({"num_steps": 2.5}, TypeError, r"num_steps must be a Python int; got 2.5"),
+    ],
+)
+def test_unclear_arguments_get_one_sentence_naming_what_was_passed(kwargs, error, message):
+    args = {"z0": jnp.ones((4, 2)), "key": jax.random.key(0), "step_size": 0.1, "num_steps": 1, **kwargs}
+    logp = lambda z: -0.5 * jnp.sum(jnp.reshape(z**2, (jnp.shape(z)[0], -1)) if jnp.ndim(z) else z**2, -1)
+    with pytest.raises(error, match=message):
+        langevin(logp, args["z0"], args["key"], step_size=args["step_size"], num_steps=args["num_steps"])
+
+
+def test_a_traced_num_steps_says_to_make_it_static():
+    z0 = jnp.ones((2, 2))
+
+    @jax.jit
+    def run(n):
+        return langevin(lambda z: -jnp.sum(z**2, 1), z0, jax.random.key(0), step_size=0.1, num_steps=n)
+
+    with pytest.raises(TypeError, match=r"num_steps must be a Python int: .* static_argnames"):
+        run(3)
+
+
+def test_a_step_size_pytree_unlike_the_latents_is_named():
+    z0 = (jnp.ones((4, 2)), jnp.ones((4, 3)))
+    logp = lambda z: -0.5 * (jnp.sum(z[0] ** 2, 1) + jnp.sum(z[1] ** 2, 1))
+    with pytest.raises(ValueError, match=r"step_size has structure .* does not match the latents'"):
+        langevin(logp, z0, jax.random.key(0), step_size=(0.1, 0.2, 0.3), num_steps=1)
+    with pytest.raises(ValueError, match=r"step_size has structure .* does not match the latents'"):
+        langevin(logp, z0, jax.random.key(0), step_size={"a": 0.1, "b": 0.2}, num_steps=1)
