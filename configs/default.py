@@ -55,6 +55,12 @@ TRAIN = {
         check=non_negative_int,
     ),
     "ckpt_every": Setting(1000, "steps between checkpoints", check=positive_int),
+    "tensorboard": Setting(
+        True, "write TensorBoard event files (scalars, images) to <workdir>/tensorboard (tensorboardX, no TF)"
+    ),
+    "wandb_project": Setting(
+        "", "also log to Weights & Biases under this project ('' = off; needs `pip install wandb`)"
+    ),
     "keep_checkpoints": Setting(3, "newest checkpoints kept", check=positive_int),
     "prefetch": Setting(2, "batches prepared ahead", check=non_negative_int),
     "bad_checkpoint": Setting(
@@ -124,9 +130,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config key 'seed' has value {config.seed}; it must be an integer in [0, 2^32)")
     validate_data(config.data)
     check_group(config.train, TRAIN, "train")
+    _check_loggers(config.train)
     check_group(config.eval, EVAL, "eval")
     spec.validate(config)
     evaluation.check_config(config, spec)
+
+
+def _check_loggers(train: ml_collections.ConfigDict) -> None:
+    """The packages the chosen loggers need are installed (checked without importing them)."""
+    import importlib.util
+
+    if train.tensorboard and importlib.util.find_spec("tensorboardX") is None:
+        raise ConfigError(
+            "config key 'train.tensorboard' is True but the tensorboardX package is missing; "
+            "pip install tensorboardX, or set --config.train.tensorboard=False"
+        )
+    if train.wandb_project and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(
+            f"config key 'train.wandb_project' = {train.wandb_project!r} needs the wandb package; "
+            "pip install wandb, or leave the key empty"
+        )
 
 
 def add_metrics(config: ml_collections.ConfigDict, *names: str) -> None:

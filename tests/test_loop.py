@@ -67,6 +67,26 @@ def test_digits_run_writes_samples_reconstructions_checkpoints_metrics_and_summa
     assert energy.shape == (11,) and np.all(np.isfinite(energy))
 
 
+def test_tensorboard_events_hold_the_metrics_and_the_pictures_of_the_run(finished_run):
+    """TensorBoard's own reader finds every scalar of metrics.jsonl (same values) and the run's PNGs."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    workdir, _, _ = finished_run
+    events = EventAccumulator(os.path.join(workdir, "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    for key in ("loss_g", "loss_e", "f_pos", "f_neg", "eval/recon_mse", "eval/fd"):
+        assert key in tags["scalars"], key
+        expected = [(r["step"], r[key]) for r in records if key in r]
+        got = [(e.step, e.value) for e in events.Scalars(key)]
+        assert [s for s, _ in got] == [s for s, _ in expected]
+        np.testing.assert_allclose([v for _, v in got], [v for _, v in expected], rtol=1e-6)
+    for name in ("samples", "reconstructions", "chain_10", "loss_curves"):
+        assert f"images/{name}" in tags["images"], (name, tags["images"])
+    assert os.path.isfile(os.path.join(workdir, "loss_curves.png"))
+
+
 def test_eval_and_sample_modes_reuse_the_checkpoint(finished_run):
     workdir, config, summary = finished_run
     again = loop.evaluate(config, workdir)

@@ -20,7 +20,8 @@ from latentebm_jax import evaluation
 from latentebm_jax.checkpoint import Checkpointer, CheckpointError
 from latentebm_jax.data import DataSplits
 from latentebm_jax.state import TrainState
-from latentebm_jax.training.metrics_writer import MetricsWriter, read_jsonl, write_json
+from latentebm_jax.training.metrics_writer import read_jsonl, write_json
+from latentebm_jax.training.run_log import RunLog
 from latentebm_jax.training.setup import EVAL_STREAM, SAMPLE_STREAM, RunSetup, is_main_process
 from latentebm_jax.training.workdir import WorkdirLock, check_provenance, check_workdir
 
@@ -75,17 +76,20 @@ def evaluate(
     setup: RunSetup | None = None,
     allow_config_change: bool = False,
     config_defaults: Mapping[str, Any] | None = None,
+    logs: RunLog | None = None,
 ) -> dict[str, Any]:
     """Evaluate the newest checkpoint in ``workdir`` (or ``state``) and write ``summary.json``.
 
     Without ``state`` it takes the workdir's lock and needs a checkpoint written with an equivalent config
-    (evaluation settings may differ); a missing checkpoint is an error that writes nothing.
+    (evaluation settings may differ); a missing checkpoint is an error that writes nothing. The numbers go
+    to ``summary.json`` and, through ``logs`` (default: a new :class:`RunLog` of ``workdir``), to
+    ``metrics.jsonl``, TensorBoard and W&B as ``eval/<name>``.
     """
     if state is None:
         with WorkdirLock(check_workdir(workdir, "eval"), enabled=is_main_process()):
             setup = setup or RunSetup(config, splits)
             state = restore_checked(setup, workdir, "eval", allow_config_change, config_defaults)
-            return evaluate(config, workdir, state=state, setup=setup)
+            return evaluate(config, workdir, state=state, setup=setup, logs=logs)
     t0 = time.time()
     setup = setup or RunSetup(config, splits)
     params = jax.device_put(setup.method.inference_params(state))
@@ -98,7 +102,14 @@ def evaluate(
     if is_main_process():
         write_json(os.path.join(workdir, "summary.json"), summary)
         numbers = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, float)}
-        MetricsWriter(os.path.join(workdir, "metrics.jsonl")).write(step, numbers)
+        if logs is None:
+            with RunLog(workdir, config) as own:
+                own.write(step, numbers)
+                own.images(
+                    step, [os.path.join(workdir, n) for n in os.listdir(workdir) if n.endswith(".png")]
+                )
+        else:
+            logs.write(step, numbers)
     return summary
 
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from latentebm_jax.checkpoint import Checkpointer
 from latentebm_jax.data import DataSplits
-from latentebm_jax.training import parallel
+from latentebm_jax.training import parallel, run_log
 from latentebm_jax.training.divergence import DivergenceError, DivergenceGuard
 from latentebm_jax.training.evaluate import (
     evaluate,
@@ -38,8 +38,9 @@ from latentebm_jax.training.evaluate import (
     sample,
     stored_config,
 )
-from latentebm_jax.training.metrics_writer import MetricsWriter, write_json
+from latentebm_jax.training.metrics_writer import write_json
 from latentebm_jax.training.preemption import Preempted, PreemptionWatch
+from latentebm_jax.training.run_log import RunLog
 from latentebm_jax.training.setup import RunSetup, is_main_process, log
 from latentebm_jax.training.workdir import (
     WorkdirLock,
@@ -68,8 +69,20 @@ def _first_non_finite(pending: list[tuple[int, dict]]) -> tuple[int, dict[str, f
 
 
 def _progress_kwargs(main: bool) -> dict:
-    # Leave `disable` unset on the main process so tqdm's TQDM_DISABLE environment variable works.
-    return {} if main else {"disable": True}
+    # Leave `disable` unset on a terminal so tqdm's TQDM_DISABLE environment variable works; a log file or
+    # pipe gets plain lines (run_log.progress_line) instead of a bar. smoothing=0: the rate is the mean
+    # since the bar's start, which is reset after the first (compiling) step.
+    if not main or not run_log.interactive():
+        return {"disable": True}
+    return {"smoothing": 0}
+
+
+def _restart_rate(bar, n: int) -> None:
+    """Start the bar's clock after the first step, so its rate and ETA leave compilation out."""
+    if getattr(bar, "disable", False):
+        return
+    bar.initial = bar.last_print_n = n
+    bar.start_t = bar.last_print_t = time.time()
 
 
 def train(
@@ -128,12 +141,24 @@ def train(
 
 
 def _train_loop(setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks, t_start: float) -> dict:
+    start = int(state.step)
+    logs = RunLog(workdir, setup.config, enabled=is_main_process(), start_step=start)
+    logs.metrics.truncate_after(start)
+    try:
+        return _train_steps(setup, ckpt, state, workdir, hooks, t_start, logs)
+    finally:
+        logs.close()
+
+
+def _train_steps(
+    setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks, t_start: float, logs: RunLog
+) -> dict:
     config, main = setup.config, is_main_process()
     tcfg = config.train
     cfg_json = config_json(config)
     start, total = int(state.step), setup.total_steps
-    writer = MetricsWriter(os.path.join(workdir, "metrics.jsonl"), enabled=main)
-    writer.truncate_after(start)
+    title = f"{config.method} on {config.data.name}"
+    curves_path = os.path.join(workdir, run_log.LOSS_CURVES)
     if start >= total:
         log.info("nothing to train: checkpoint step %d >= %d steps", start, total)
     pstate = parallel.replicate(state)
@@ -175,8 +200,12 @@ def _train_loop(setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks,
             return
         means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
         window.clear()
-        writer.write(done, {"epoch": done / setup.steps_per_epoch, **means})
-        bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:4]})
+        logs.write(done, {"epoch": done / setup.steps_per_epoch, **means})
+        bar.set_postfix({k: f"{means[k]:.3g}" for k in run_log.ordered_quantities(means)[:4]})
+        if main and not run_log.interactive():
+            timed = done - start - 1  # steps after the first, compiling one
+            rate = timed / (time.time() - t_compiled) if timed > 0 and t_compiled else None
+            log.info("%s", run_log.progress_line(done, total, rate, means))
         problems = guard.check(done, means)
         if problems:
             later = [s for s in saved if s >= guard.first_warning]
@@ -191,6 +220,7 @@ def _train_loop(setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks,
     last_epoch_ends = set(last_epochs_steps(tcfg.eval_last_epochs, setup.steps_per_epoch, total))
     t_loop = time.time()
     first_step_seconds = 0.0
+    t_compiled = 0.0
     with (
         PreemptionWatch() as watch,
         tqdm(
@@ -207,7 +237,9 @@ def _train_loop(setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks,
             pstate, metrics = step_fn(pstate, parallel.shard_batch(batch))
             if step == start:
                 jax.block_until_ready(metrics)
-                first_step_seconds = time.time() - t_loop
+                t_compiled = time.time()
+                first_step_seconds = t_compiled - t_loop
+                _restart_rate(bar, step + 1)
             done = step + 1
             pending.append((done, metrics))
             bar.update(1)
@@ -231,14 +263,23 @@ def _train_loop(setup: RunSetup, ckpt: Checkpointer, state, workdir: str, hooks,
                 if main and setup.interval_evaluators:
                     # fetch parameters and model state only, not the optimiser state
                     params = setup.method.inference_params(parallel.unreplicate(pstate.replace(opt_state={})))
+                    before = run_log.png_times(workdir)
                     numbers = evaluate_interval(setup, params, workdir, done)
                     if numbers:
-                        writer.write(done, {f"eval/{k}": v for k, v in numbers.items()})
+                        logs.write(done, {f"eval/{k}": v for k, v in numbers.items()})
+                    run_log.save_loss_curves(
+                        logs.metrics.path, os.path.join(workdir, run_log.LOSS_CURVES), title
+                    )
+                    logs.images(done, run_log.new_pngs(workdir, before))
     train_time = time.time() - t_loop
     flush()
     final = parallel.unreplicate(pstate)
     save(int(final.step))
-    summary = evaluate(config, workdir, state=final, setup=setup)
+    before = run_log.png_times(workdir)
+    summary = evaluate(config, workdir, state=final, setup=setup, logs=logs)
+    if main:
+        run_log.save_loss_curves(logs.metrics.path, curves_path, title)
+        logs.images(int(final.step), run_log.new_pngs(workdir, before))
     summary.update(
         {
             "train_steps": int(final.step),

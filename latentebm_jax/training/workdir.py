@@ -42,6 +42,8 @@ RUN_ONLY_KEYS = (
     "train.max_abs_energy",
     "train.min_grad_norm",
     "train.divergence_patience",
+    "train.tensorboard",
+    "train.wandb_project",
     "data.data_dir",
 )
 RUN_ONLY_GROUPS = ("eval.",)

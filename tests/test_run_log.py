@@ -1,0 +1,51 @@
+"""What a run shows and writes besides metrics.jsonl: progress lines, loss curves, new-PNG detection."""
+
+import json
+import os
+
+from latentebm_jax.training import run_log
+
+
+def test_progress_line_leads_with_losses_and_counts_the_eta_from_the_rate():
+    line = run_log.progress_line(
+        200, 6000, 4.0, {"f_pos": 0.5, "loss_g": 20.26, "epoch": 2.0, "loss_e": -0.0114}
+    )
+    assert (
+        line == "step 200/6,000 (3%) · 4.00 steps/s · ETA 24 min · loss_g 20.3 · loss_e -0.0114 · f_pos 0.5"
+    )
+    assert run_log.progress_line(1, 10, None, {}) == "step 1/10 (10%)"
+    assert run_log.format_duration(30) == "30 s" and run_log.format_duration(3 * 3600) == "3.0 h"
+
+
+def test_loss_curves_draw_training_and_interval_numbers_and_skip_an_empty_file(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    out = str(tmp_path / "loss_curves.png")
+    assert run_log.save_loss_curves(str(path), out, "lebm") is None
+    path.write_text(json.dumps({"step": 500, "eval/auprc": 0.3}) + "\n")
+    assert run_log.save_loss_curves(str(path), out, "lebm") is None  # no training records yet
+    with open(path, "a") as f:
+        for step in range(10, 110, 10):
+            f.write(
+                json.dumps({"step": step, "epoch": step / 10, "loss_g": 1.0 / step, "f_pos": step}) + "\n"
+            )
+        f.write(json.dumps({"step": 100, "eval/auprc": 0.4}) + "\n")
+    assert run_log.save_loss_curves(str(path), out, "lebm on digits") == out
+    from PIL import Image
+
+    with Image.open(out) as im:
+        width, height = im.size
+    assert width == 3 * 360 and height == 320  # three panels (loss_g, f_pos, eval/auprc) in one row
+
+
+def test_new_pngs_are_the_ones_written_since_the_snapshot(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"x")
+    before = run_log.png_times(str(tmp_path))
+    b.write_bytes(b"y")
+    os.utime(a, (1, 1))  # rewritten
+    assert run_log.new_pngs(str(tmp_path), before) == sorted([str(a), str(b)])
+    assert run_log.ordered_quantities(["f_pos", "step", "loss_e", "epoch", "loss_g"]) == [
+        "loss_e",
+        "loss_g",
+        "f_pos",
+    ]
