@@ -10,7 +10,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from latentebm_jax.config_schema import ConfigError, Setting, positive
 from latentebm_jax.data import iterate_once, load_source, without_class
@@ -20,6 +19,7 @@ from latentebm_jax.methods.eval_tools import generate_batches, reference_images
 from latentebm_jax.metrics.domain import domain_classifier
 from latentebm_jax.metrics.frechet import GaussianStats, frechet_distance_between, gaussian_stats
 from latentebm_jax.metrics.inception_score import inception_score
+from latentebm_jax.progress import tqdm
 
 log = logging.getLogger("latentebm_jax.evaluation")
 

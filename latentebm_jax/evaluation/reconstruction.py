@@ -8,7 +8,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from latentebm_jax import viz
 from latentebm_jax.config_schema import ConfigError
@@ -16,6 +15,7 @@ from latentebm_jax.data import iterate_once
 from latentebm_jax.methods.base import EvalContext, Evaluator
 from latentebm_jax.methods.eval_tools import MAX_TEST_EXAMPLES, test_limit
 from latentebm_jax.metrics import auprc, per_example_mse, reconstruction_errors
+from latentebm_jax.progress import tqdm
 
 _STREAM = 0  # reconstruction and anomaly share it: one posterior draw per test batch serves both
 _SHOWN = 50  # pairs in reconstructions.png

@@ -10,10 +10,10 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from latentebm_jax.config_schema import Setting, positive, positive_ints
 from latentebm_jax.data import ImageSource, iterate_once
+from latentebm_jax.progress import tqdm
 
 # eval keys several evaluators read (each declares the ones it reads)
 MAX_TEST_EXAMPLES = {

@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from tqdm.auto import tqdm
 
 from latentebm_jax import viz
 from latentebm_jax.config_schema import (
@@ -69,6 +68,7 @@ from latentebm_jax.metrics.language_model import (
     train_language_model,
 )
 from latentebm_jax.nets import text as text_nets
+from latentebm_jax.progress import tqdm
 
 log = logging.getLogger("latentebm_jax.methods")
 

@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from latentebm_jax.metrics.tree_io import load_tree, save_tree
 from latentebm_jax.nets import text as text_nets
+from latentebm_jax.progress import tqdm
 
 log = logging.getLogger("latentebm_jax.metrics")
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from latentebm_jax.checkpoint import Checkpointer
 from latentebm_jax.data import DataSplits
+from latentebm_jax.progress import tqdm
 from latentebm_jax.training import parallel, run_log
 from latentebm_jax.training.divergence import DivergenceError, DivergenceGuard
 from latentebm_jax.training.evaluate import (

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -173,11 +172,6 @@ def format_duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def interactive() -> bool:
-    """Whether progress goes to a terminal (a bar) or to a file or pipe (plain lines)."""
-    return sys.stderr.isatty()
 
 
 def save_loss_curves(metrics_path: str, path: str, title: str) -> str | None:
