@@ -52,7 +52,20 @@ class Results:
         self.seeds = sorted({seed for _, seed in summaries})
         self.values: dict[tuple[str, str], list[float]] = {}
         self.missing: list[str] = []
-        for run in protocol.runs:
+        # a run the others build on (a stage-2 run's backbone) with none of the columns is no row
+        built_on = {name for run in protocol.runs for name in run.run_dirs.values()}
+        self.rows = [
+            run
+            for run in protocol.runs
+            if run.name not in built_on
+            or any(
+                value_of(s, c.key) is not None
+                for (n, _), s in summaries.items()
+                if n == run.name
+                for c in protocol.columns
+            )
+        ]
+        for run in self.rows:
             for col in protocol.columns:
                 got = []
                 for seed in self.seeds:
@@ -135,7 +148,7 @@ def markdown(results: Results, command: str) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for run in p.runs:
+    for run in results.rows:
         label = p.label_of(run)
         row = [label]
         for c in p.columns:
@@ -181,7 +194,7 @@ def csv_text(results: Results) -> str:
         ["paper", "target", "run", "column", "key", "n", "mean", "std", "values", "paper_row", "paper_value"]
     )
     t, p = results.target, results.protocol
-    for run in p.runs:
+    for run in results.rows:
         label = p.label_of(run)
         for c in p.columns:
             values = results.values.get((label, c.label), [])

@@ -28,7 +28,7 @@ import numpy as np
 
 from latentebm_jax.checkpoint import Checkpointer
 from latentebm_jax.data import DataSplits
-from latentebm_jax.progress import tqdm
+from latentebm_jax.progress import interactive, tqdm
 from latentebm_jax.training import parallel, run_log
 from latentebm_jax.training.divergence import DivergenceError, DivergenceGuard
 from latentebm_jax.training.evaluate import (
@@ -72,7 +72,7 @@ def _progress_kwargs(main: bool) -> dict:
     # Leave `disable` unset on a terminal so tqdm's TQDM_DISABLE environment variable works; a log file or
     # pipe gets plain lines (run_log.progress_line) instead of a bar. smoothing=0: the rate is the mean
     # since the bar's start, which is reset after the first (compiling) step.
-    if not main or not run_log.interactive():
+    if not main or not interactive():
         return {"disable": True}
     return {"smoothing": 0}
 
@@ -202,7 +202,7 @@ def _train_steps(
         window.clear()
         logs.write(done, {"epoch": done / setup.steps_per_epoch, **means})
         bar.set_postfix({k: f"{means[k]:.3g}" for k in run_log.ordered_quantities(means)[:4]})
-        if main and not run_log.interactive():
+        if main and not interactive():
             timed = done - start - 1  # steps after the first, compiling one
             rate = timed / (time.time() - t_compiled) if timed > 0 and t_compiled else None
             log.info("%s", run_log.progress_line(done, total, rate, means))
