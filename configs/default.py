@@ -152,6 +152,22 @@ def _check_loggers(train: ml_collections.ConfigDict) -> None:
         )
 
 
+SMOKE_METRICS = ("reconstruction", "recon_nll", "samples", "text_samples")
+
+
+def smoke(config: ml_collections.ConfigDict) -> None:
+    """Shrink ``config`` to a set-up check (``--smoke``): 3 training steps, each logged and the last
+    checkpointed, no interval evaluation, and at the end only the cheap evaluators the config has
+    (:data:`SMOKE_METRICS`) on one evaluation batch."""
+    t, e = config.train, config.eval
+    t.num_steps, t.log_every, t.ckpt_every, t.eval_every, t.eval_last_epochs = 3, 1, 3, 0, 0
+    e.metrics = tuple(m for m in e.metrics if m in SMOKE_METRICS)
+    e.interval_metrics = ()
+    for key in ("max_test_examples", "num_samples"):
+        if key in e:
+            e[key] = min(e[key], e.batch_size) if e[key] > 0 else e.batch_size
+
+
 def add_metrics(config: ml_collections.ConfigDict, *names: str) -> None:
     """Add evaluators to ``eval.metrics`` (before the sample pictures), keeping the order and no repeats."""
     pictures = ("samples", "chains", "text_samples", "text_chains")

@@ -1,11 +1,46 @@
-"""Train, evaluate or sample a latent-EBM model from a config file.
+"""Train, evaluate or sample a latent-space EBM model from a config file.
 
-    python -m experiments.main --config=configs/digits.py --workdir=runs/digits
-    python -m experiments.main --config=configs/svhn.py:lebm --workdir=runs/svhn \
-        --config.data.data_dir=/data/tfds --config.train.batch_size=64
-    python -m experiments.main --config=configs/digits.py --workdir=runs/digits --mode=eval
+Quick start (the embedded digits; no download; a few minutes on 2 CPU cores):
+  python -m experiments.main --config=configs/digits.py --workdir=runs/digits
+  python -m experiments.main --config=configs/digits.py --workdir=runs/smoke --smoke   # set-up check, < 1 min
 
-``--mode=train`` resumes from the newest checkpoint in the workdir; ``eval`` and ``sample`` use it.
+--config=configs/<file>.py[:method] (':method' picks the method, default the first named; each file has
+the papers' settings for the methods named beside it):
+  digits.py         embedded 8×8 digits (no download): lebm, joint, hvae, diffusion, bidvl; the CPU runs
+  digits32.py       the digits at 32×32×3 with the papers' SVHN-sized networks
+  digits_toy.py     digits 0–2 with 2-d latents (ICCV 2023's toy): lebm, joint
+  digits_nvae.py    the digits on an NVAE backbone: nvae, diffusion
+  text_toy.py       shipped toy-grammar sentences: lebm_text (CPU-sized)
+  text_modes.py     shipped sentences with sentence-level choices: lebm_text (CPU-sized)
+  svhn.py           SVHN 32×32 (tfds svhn_cropped): lebm, joint, bidvl
+  cifar10.py        CIFAR-10 32×32: lebm, joint, bidvl, nvae, diffusion
+  celeba64.py       CelebA 64×64: lebm, joint, hvae, diffusion, bidvl
+  celeba32.py       CelebA 32×32 (BiDVL's crop): bidvl
+  celeba_hq256.py   CelebA-HQ 256×256 on NVAE: nvae, diffusion
+  mnist.py          MNIST anomaly detection (one digit held out): lebm, joint, hvae, diffusion
+  fashion_mnist.py  Fashion-MNIST 32×32: lebm, joint
+  ptb.py, yahoo.py  text corpora from local files: lebm_text
+  snli.py           SNLI sentences (tfds): lebm_text
+  Real datasets are read from a local tfds data_dir (--config.data.data_dir=DIR; see the README).
+
+Methods (the ':method' part):
+  lebm       LEBM (Pang et al. 2020): one latent vector, EBM prior, short-run Langevin prior and posterior
+  lebm_text  LEBM on sentences: an LSTM decoder (text configs: ptb, snli, yahoo, text_toy, text_modes)
+  joint      Joint hierarchical EBM prior (Cui, Wu, Han, ICCV 2023) with an inference network
+  hvae       The hierarchical VAE backbone of the diffusion prior (stage 1)
+  nvae       NVAE trained by its own objective (stage 1 on NVIDIA's architecture)
+  diffusion  Diffusion hierarchical EBM prior (Cui & Han, ICML 2024), stage 2 on a trained backbone:
+             --config.diffusion.backbone_dir=<stage-1 workdir>
+  bidvl      BiDVL (Kan et al., CVPR 2022): MCMC-free bi-level learning
+
+--mode: train (default; resumes from the newest checkpoint in --workdir), eval (scores the newest
+  checkpoint again: summary.json), sample (sample grids and long-run chains into <workdir>/samples_final).
+
+Overrides: --config.<group>.<key>=<value>, e.g. --config.train.batch_size=64
+  --config.sampler.prior_steps=40 "--config.eval.metrics=('reconstruction','fd')". An unknown key is refused
+  naming the nearest one; every key and what it means: configs/default.py and each method's module.
+A run writes checkpoints, metrics.jsonl, TensorBoard events (tensorboard --logdir=<workdir>),
+loss_curves.png, sample pictures and summary.json into --workdir.
 """
 
 from __future__ import annotations
@@ -19,10 +54,12 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, optionally ':method'.", lock_config=True
+    "config", None, "Config file configs/<file>.py, optionally ':method'.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, pictures).")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "What to do.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "eval", "sample"], "train (resumes), eval or sample the newest checkpoint."
+)
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed",
     False,
@@ -41,6 +78,12 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
     "model, the data or the optimisation; the earlier config is kept in config_history.jsonl.",
 )
 _DEBUG = flags.DEFINE_bool("debug", False, "Show the Python traceback of an error instead of one line.")
+_SMOKE = flags.DEFINE_bool(
+    "smoke",
+    False,
+    "Check a set-up: a few training steps and a small evaluation (reconstructions, samples) instead of the "
+    "config's length and evaluators; under a minute on 2 CPU cores for the digits configs.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -48,11 +91,13 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # Validate before importing anything that compiles.
-    from configs.default import reference_config, validate
+    from configs.default import reference_config, smoke, validate
     from latentebm_jax.config_schema import ConfigError
 
     config = _CONFIG.value
     try:
+        if _SMOKE.value:
+            smoke(config)
         validate(config)
         _check_distributed_flags()
     except ConfigError as err:
@@ -240,6 +285,12 @@ def _check_overrides(argv: list[str]) -> None:
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
+    if any(a in ("--help", "-h", "-?", "--helpshort") for a in argv[1:]):
+        # absl's own --help exits with status 1; asking for help is no error
+        flags.FLAGS.mark_as_parsed()
+        print(__doc__)
+        print("flags:\n" + flags.FLAGS.main_module_help().split(":\n", 1)[-1])
+        sys.exit(0)
     _check_overrides(argv)
     return flags.FLAGS(argv)
 

@@ -220,3 +220,56 @@ def test_method_cross_field_checks(method, overrides, pattern):
     apply_overrides(c, overrides)
     with pytest.raises(ConfigError, match=pattern):
         default.validate(c)
+
+
+def test_help_lists_every_config_file_every_method_the_modes_and_the_override_syntax():
+    from latentebm_jax.methods import METHODS
+
+    shown = _run_main("--help")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    text = shown.stdout + shown.stderr
+    listed = text.split("Methods (")[0]
+    files = sorted(n for n in os.listdir(os.path.join(ROOT, "configs")) if n.endswith(".py"))
+    for name in files:
+        if name not in ("__init__.py", "default.py"):
+            assert name in listed, name
+    for method in METHODS:
+        assert f"\n  {method} " in text, method
+    for words in (
+        "--mode: train",
+        "eval (",
+        "sample (",
+        "--config.<group>.<key>=<value>",
+        "--smoke",
+        "Quick start",
+    ):
+        assert words in text, words
+    assert "\\\\" not in text.split("flags:")[0]  # no stray line continuation in the usage text
+
+
+def test_smoke_shrinks_a_config_to_a_few_steps_and_the_cheap_evaluators():
+    from configs import digits, text_toy
+
+    for config in (digits.get_config("lebm"), digits.get_config("joint"), text_toy.get_config()):
+        default.smoke(config)
+        default.validate(config)
+        assert (
+            config.train.num_steps == 3 and config.train.eval_every == 0 and not config.eval.interval_metrics
+        )
+        assert config.eval.metrics and set(config.eval.metrics) <= set(default.SMOKE_METRICS)
+        assert config.eval.max_test_examples <= config.eval.batch_size
+
+
+@pytest.mark.slow  # one short run end to end (about 45 s on 2 shared cores)
+def test_smoke_run_trains_three_steps_and_scores_reconstructions(tmp_path):
+    import json
+
+    run = _run_main("--config=configs/digits.py", f"--workdir={tmp_path}", "--smoke", timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(tmp_path / "summary.json") as f:
+        summary = json.load(f)
+    assert (
+        summary["train_steps"] == 3 and summary["num_test_examples"] == 100 and 0 < summary["recon_mse"] < 4
+    )
+    assert "fd" not in summary and os.path.isfile(tmp_path / "samples.png")
+    assert "step 3/3 (100%)" in run.stderr  # plain progress lines: stderr is a pipe here
