@@ -273,3 +273,14 @@ def test_smoke_run_trains_three_steps_and_scores_reconstructions(tmp_path):
     )
     assert "fd" not in summary and os.path.isfile(tmp_path / "samples.png")
     assert "step 3/3 (100%)" in run.stderr  # plain progress lines: stderr is a pipe here
+
+
+def test_sample_export_and_external_scoring_flags_need_their_mode(tmp_path):
+    run = _run_main(
+        "--config=configs/digits.py", f"--workdir={tmp_path}", "--num_samples=5", "--samples_npz=x.npz"
+    )
+    assert run.returncode == 2
+    assert (
+        run.stderr.strip()
+        == "config error: --num_samples exports samples with --mode=sample; add --mode=sample"
+    )

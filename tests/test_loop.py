@@ -96,6 +96,41 @@ def test_eval_and_sample_modes_reuse_the_checkpoint(finished_run):
     assert all(os.path.isfile(p) for p in paths) and any(p.endswith("chain_10.png") for p in paths)
 
 
+def test_exported_samples_are_uint8_nhwc_and_scoring_real_images_gives_the_real_floor(finished_run, tmp_path):
+    """--num_samples writes an .npz + PNG folder; --samples_npz scores a file: the dataset's own test images
+    score the ``fd_real_test`` the model's evaluation reported (same images, same statistics)."""
+    from PIL import Image
+
+    from latentebm_jax.data import without_class
+    from latentebm_jax.data.preprocess import to_uint8
+    from latentebm_jax.methods.eval_tools import reference_images
+    from latentebm_jax.training.samples_io import SamplesFileError, score_samples
+
+    workdir, config, summary = finished_run
+    paths = loop.sample(config, workdir, num_samples=30)
+    npz = next(p for p in paths if p.endswith("samples_30.npz"))
+    with np.load(npz) as f:
+        exported = f["arr_0"]
+    assert exported.dtype == np.uint8 and exported.shape == (30, 8, 8, 1)
+    folder = npz[: -len(".npz")]
+    assert sorted(os.listdir(folder))[:2] == ["000000.png", "000001.png"] and len(os.listdir(folder)) == 30
+    with Image.open(os.path.join(folder, "000007.png")) as im:
+        np.testing.assert_array_equal(np.asarray(im), exported[7, ..., 0])
+    splits = load_splits(config.data)
+    test = without_class(splits.test, splits.holdout_class)
+    real = to_uint8(reference_images(test, config.eval.fd_num_samples))
+    np.savez(tmp_path / "real.npz", arr_0=real)
+    scores = score_samples(config, str(tmp_path / "real.npz"), str(tmp_path))
+    assert scores["fd_num_samples"] == min(len(real), config.eval.fd_num_samples)
+    assert scores["fd"] == pytest.approx(summary["fd_real_test"], rel=0.02)  # uint8 rounding only
+    assert os.path.isfile(tmp_path / "scores_real.json")
+    np.savez(tmp_path / "wrong.npz", arr_0=real[:, :4])
+    with pytest.raises(
+        SamplesFileError, match=r"images of shape \(4, 8, 1\) do not match the dataset's \(8, 8, 1\)"
+    ):
+        score_samples(config, str(tmp_path / "wrong.npz"), str(tmp_path))
+
+
 class KilledError(Exception):
     pass
 

@@ -160,13 +160,22 @@ def sample(
     splits: DataSplits | None = None,
     allow_config_change: bool = False,
     config_defaults: Mapping[str, Any] | None = None,
+    num_samples: int = 0,
 ) -> list[str]:
     """Run the sampling evaluators of ``config.eval.metrics`` (sample grids, long-run chains) on the newest
-    checkpoint, writing to ``<workdir>/samples_final``; returns the files written."""
+    checkpoint, writing to ``<workdir>/samples_final``; with ``num_samples``, also export that many samples
+    for external FID tools (``samples_io.export_samples``). Returns the files written."""
+    from latentebm_jax.training.samples_io import export_samples
+
     with WorkdirLock(check_workdir(workdir, "sample"), enabled=is_main_process()):
         setup = RunSetup(config, splits)
         state = restore_checked(setup, workdir, "sample", allow_config_change, config_defaults)
-        return _sample(setup, state, workdir)
+        written = _sample(setup, state, workdir)
+        if num_samples > 0 and is_main_process():
+            params = jax.device_put(setup.method.inference_params(state))
+            out_dir = os.path.join(workdir, "samples_final")
+            written += export_samples(setup, params, out_dir, num_samples, int(state.step))
+        return written
 
 
 def _sample(setup: RunSetup, state: TrainState, workdir: str) -> list[str]:
