@@ -45,15 +45,30 @@ def save_image_grid(images: np.ndarray, path: str, ncol: int | None = None) -> s
     return save_png(image_grid(np.asarray(images), ncol), path)
 
 
-def save_reconstructions(x: np.ndarray, x_hat: np.ndarray, path: str, ncol: int = 10) -> str:
-    """Rows alternate: data, then its reconstruction, ``ncol`` pairs per row pair."""
+def save_reconstructions(x: np.ndarray, x_hat: np.ndarray, path: str, ncol: int = 10, title: str = "") -> str:
+    """Two labelled panels side by side, "data" and "reconstruction", the same images in the same places
+    (``ncol`` per row), under ``title`` (e.g. the step and the reconstruction error)."""
     x, x_hat = np.asarray(x), np.asarray(x_hat)
     n = (len(x) // ncol) * ncol or len(x)
     ncol = min(ncol, n)
-    rows = []
-    for start in range(0, n, ncol):
-        rows.extend([x[start : start + ncol], x_hat[start : start + ncol]])
-    return save_image_grid(np.concatenate(rows), path, ncol=ncol)
+    rows = n // ncol
+    panels = [
+        ("data", x[:n].reshape(rows, ncol, *x.shape[1:])),
+        ("reconstruction", x_hat[:n].reshape(rows, ncol, *x_hat.shape[1:])),
+    ]
+    return save_grid_panels(panels, path, suptitle=title)
+
+
+def save_titled_grid(images: np.ndarray, path: str, title: str, ncol: int | None = None) -> str:
+    """``(N, H, W, C)`` images in ``[−1, 1]`` as one grid under ``title`` (the sample pictures)."""
+    grid = image_grid(np.asarray(images), ncol)
+    side = max(4.0, min(10.0, grid.shape[1] / 40))
+    fig, ax = subplots(figsize=(side, side * grid.shape[0] / grid.shape[1] + 0.5))
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def save_chain_figure(

@@ -42,10 +42,15 @@ def reconstruction(ctx: EvalContext) -> dict[str, Any]:
         mses.append(per_example_mse(x[:valid], x_hat[:valid]))
         if shown is None:
             shown = (x[: min(valid, _SHOWN)], x_hat[: min(valid, _SHOWN)])
-    if ctx.main_process:
-        viz.save_reconstructions(*shown, os.path.join(ctx.out_dir, "reconstructions.png"))
     mse = np.concatenate(mses)
-    return {"num_test_examples": len(mse), **reconstruction_errors(mse)}
+    errors = reconstruction_errors(mse)
+    if ctx.main_process:
+        title = (
+            f"{ctx.config.method} on {ctx.config.data.name} · step {ctx.step:,} · test recon MSE "
+            f"{errors['recon_mse']:.4g} (per pixel, [−1, 1])"
+        )
+        viz.save_reconstructions(*shown, os.path.join(ctx.out_dir, "reconstructions.png"), title=title)
+    return {"num_test_examples": len(mse), **errors}
 
 
 def anomaly(ctx: EvalContext) -> dict[str, Any]:
@@ -81,12 +86,14 @@ def interval_reconstructions(ctx: EvalContext) -> dict[str, Any]:
     x = batch["image"]
     x_hat = ctx.method.predict["reconstruct"](ctx.params, batch, jax.random.fold_in(ctx.key, 1))
     x_hat = np.asarray(x_hat["image"])
+    mse = float(np.mean(per_example_mse(x[:valid], x_hat[:valid])))
     viz.save_reconstructions(
         x[: min(valid, _SHOWN)],
         x_hat[: min(valid, _SHOWN)],
         os.path.join(ctx.out_dir, "reconstructions", f"recon_{ctx.step:07d}.png"),
+        title=f"{ctx.config.method} · step {ctx.step:,} · recon MSE {mse:.4g} (one test batch)",
     )
-    return {"recon_mse_batch": float(np.mean(per_example_mse(x[:valid], x_hat[:valid])))}
+    return {"recon_mse_batch": mse}
 
 
 EVALUATORS = (

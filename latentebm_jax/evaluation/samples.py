@@ -19,7 +19,11 @@ def samples(ctx: EvalContext) -> dict[str, Any]:
     images = ctx.method.predict["generate"](
         ctx.params, jax.random.fold_in(ctx.key, 0), ctx.config.eval.num_samples
     )
-    viz.save_image_grid(np.asarray(images["image"]), os.path.join(ctx.out_dir, "samples.png"))
+    viz.save_titled_grid(
+        np.asarray(images["image"]),
+        os.path.join(ctx.out_dir, "samples.png"),
+        f"{ctx.config.method} on {ctx.config.data.name} · samples · step {ctx.step:,}",
+    )
     return {}
 
 
@@ -48,8 +52,10 @@ def chains(ctx: EvalContext) -> dict[str, Any]:
 def interval_samples(ctx: EvalContext) -> dict[str, Any]:
     """At an eval interval: ``samples/samples_<step>.png``."""
     images = ctx.method.predict["generate"](ctx.params, ctx.key, ctx.config.eval.num_samples)
-    viz.save_image_grid(
-        np.asarray(images["image"]), os.path.join(ctx.out_dir, "samples", f"samples_{ctx.step:07d}.png")
+    viz.save_titled_grid(
+        np.asarray(images["image"]),
+        os.path.join(ctx.out_dir, "samples", f"samples_{ctx.step:07d}.png"),
+        f"{ctx.config.method} · samples · step {ctx.step:,}",
     )
     return {}
 
