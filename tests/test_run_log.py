@@ -49,3 +49,44 @@ def test_new_pngs_are_the_ones_written_since_the_snapshot(tmp_path):
         "loss_g",
         "f_pos",
     ]
+
+
+def test_wandb_gets_the_numbers_and_pictures_and_a_resumed_run_keeps_its_id(tmp_path, monkeypatch):
+    """W&B is imported only when a project is named; a fake module records what the run logs."""
+    import sys
+    import types
+
+    import ml_collections
+    from PIL import Image
+
+    calls: list = []
+
+    class FakeRun:
+        def log(self, data, step):
+            calls.append(("log", step, data))
+
+        def finish(self):
+            calls.append(("finish",))
+
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kw: calls.append(("init", kw["id"], kw["project"], kw["resume"])) or FakeRun()
+    fake.Image = lambda path: ("image", os.path.basename(path))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    config = ml_collections.ConfigDict({"train": {"tensorboard": False, "wandb_project": "lebm-digits"}})
+    config.method = "lebm"
+    Image.new("RGB", (4, 4)).save(tmp_path / "samples.png")
+    with run_log.RunLog(str(tmp_path), config) as logs:
+        logs.write(10, {"loss_g": 2.5, "epoch": 1.0, "eval/note": "text is not a number"})
+        logs.images(10, [str(tmp_path / "samples.png")])
+    with run_log.RunLog(str(tmp_path), config):
+        pass
+    run_id = (tmp_path / "wandb_id.txt").read_text().strip()
+    assert calls[0] == ("init", run_id, "lebm-digits", "allow")
+    assert calls[1] == ("log", 10, {"loss_g": 2.5, "epoch": 1.0})
+    assert calls[2] == ("log", 10, {"images/samples": ("image", "samples.png")})
+    assert calls[3] == ("finish",) and calls[4] == (
+        "init",
+        run_id,
+        "lebm-digits",
+        "allow",
+    )  # same run resumed
