@@ -157,7 +157,7 @@ def hierarchy(ctx: EvalContext) -> dict[str, Any]:
     predict, params, latents = method.predict, ctx.params, method.latents
     key = jax.random.fold_in(ctx.key, _STREAM)
     n = len(latents.dims)
-    title = f"{cfg.method} on {cfg.data.name}"
+    title = f"{cfg.method} on {cfg.data.name} · step {ctx.step:,}"
     if "resample_layer" in predict and n > 1:
         panels = hierarchical_sampling(predict, params, jax.random.fold_in(key, 0), n, e.hierarchy_rows)
         viz.save_grid_panels(

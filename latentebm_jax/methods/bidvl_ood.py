@@ -94,12 +94,13 @@ def ood_detection(ctx: EvalContext) -> dict[str, Any]:
         results[f"ood_examples_{name}"] = len(s_out)
         hists[name] = s_out
     if hists:
-        results["ood_figure"] = _plot(s_in, hists, os.path.join(ctx.out_dir, "ood_energy.png"))
+        heading = f"{ctx.config.method} on {ctx.config.data.name} · step {ctx.step:,}"
+        results["ood_figure"] = _plot(s_in, hists, os.path.join(ctx.out_dir, "ood_energy.png"), heading)
     results["ood_seconds"] = round(time.time() - t0, 2)
     return results
 
 
-def _plot(s_in: np.ndarray, hists: dict[str, np.ndarray], path: str) -> str:
+def _plot(s_in: np.ndarray, hists: dict[str, np.ndarray], path: str, heading: str = "") -> str:
     fig, axes = viz.subplots(1, len(hists), figsize=(4.2 * len(hists), 3.4), squeeze=False)
     for ax, (name, s_out) in zip(axes[0], hists.items()):
         both = np.concatenate([s_in, s_out])
@@ -110,6 +111,8 @@ def _plot(s_in: np.ndarray, hists: dict[str, np.ndarray], path: str) -> str:
         ax.set_xlabel("−E(v)")
         ax.set_title(f"BiDVL OOD: {name}, AUROC {ood_auroc(s_in, s_out):.3f}", fontsize=9)
         ax.legend(fontsize=8)
+    if heading:
+        fig.suptitle(heading, fontsize=10)
     fig.tight_layout()
     return viz.save_figure(fig, path)
 

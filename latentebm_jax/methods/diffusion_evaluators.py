@@ -79,12 +79,13 @@ def ood_by_layer(ctx: EvalContext) -> dict[str, Any]:
         hists[name] = (s_in, s_out)
     results["ood_examples"] = [len(hists["inference"][0]), len(hists["inference"][1])]
     path = os.path.join(ctx.out_dir, "ood_by_layer.png")
-    results["ood_figure"] = _plot_ood(curves, hists, n_layers, what, path)
+    heading = f"{ctx.config.method} on {ctx.config.data.name} · step {ctx.step:,}"
+    results["ood_figure"] = _plot_ood(curves, hists, n_layers, what, path, heading)
     results["ood_seconds"] = round(time.time() - t0, 2)
     return results
 
 
-def _plot_ood(curves, hists, n_layers: int, what: str, path: str) -> str:
+def _plot_ood(curves, hists, n_layers: int, what: str, path: str, heading: str = "") -> str:
     fig, axes = viz.subplots(1, 3, figsize=(13, 3.6))
     ks = np.arange(n_layers)
     for name, aurocs in curves.items():
@@ -103,6 +104,8 @@ def _plot_ood(curves, hists, n_layers: int, what: str, path: str) -> str:
         ax.hist(s_out[:, k], bins=bins, alpha=0.6, density=True, label="OOD")
         ax.set_title(f"{name} scheme, L>{k}: negative energy", fontsize=9)
         ax.legend(fontsize=8)
+    if heading:
+        fig.suptitle(heading, fontsize=10)
     fig.tight_layout()
     return viz.save_figure(fig, path)
 
@@ -143,6 +146,7 @@ def controllable_synthesis(ctx: EvalContext) -> dict[str, Any]:
         [("class-conditional samples (rows: requested class)", np.stack(shown))],
         os.path.join(ctx.out_dir, "conditional_samples.png"),
         row_labels=[[str(c) for c in classes]],
+        suptitle=f"{ctx.config.method} on {ctx.config.data.name} · step {ctx.step:,}",
     )
     # the coupled logits as a classifier of inferred test latents (Eq. 19)
     test = ctx.splits.test
@@ -163,6 +167,7 @@ def controllable_synthesis(ctx: EvalContext) -> dict[str, Any]:
         [(f"column 0: sample of class y; then {top} fixed, lower layers resampled", grid)],
         os.path.join(ctx.out_dir, "compositional.png"),
         row_labels=[[str(c) for c in classes]],
+        suptitle=f"{ctx.config.method} on {ctx.config.data.name} · step {ctx.step:,}",
     )
     return {
         "label_sampling_accuracy": float(np.mean(correct)),
@@ -191,7 +196,10 @@ def attribute_synthesis(ctx: EvalContext, key: jax.Array) -> dict[str, Any]:
     rows = [", ".join(f"{names[j]}={v}" for j, v in enumerate(c)) for c in combos]
     cols = " → ".join(f"+{names[j]} (z_{label_layers[j]})" for j in order)
     viz.save_grid_panels(
-        [(f"columns: {cols}", grid)], os.path.join(ctx.out_dir, "compositional.png"), row_labels=[rows]
+        [(f"columns: {cols}", grid)],
+        os.path.join(ctx.out_dir, "compositional.png"),
+        row_labels=[rows],
+        suptitle=f"{ctx.config.method} on {ctx.config.data.name} · step {ctx.step:,}",
     )
     return {
         "attribute_names": list(names),
