@@ -22,6 +22,7 @@ CORE = (
     "checkpoint",
     "config_schema",
     "viz",
+    "progress",
     "data",
     "metrics",
     "nets",

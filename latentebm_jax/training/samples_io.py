@@ -23,7 +23,7 @@ from latentebm_jax.data import DataSplits
 from latentebm_jax.data.preprocess import to_uint8
 from latentebm_jax.evaluation import generation
 from latentebm_jax.methods import spec
-from latentebm_jax.methods.eval_tools import generate_batches
+from latentebm_jax.progress import tqdm
 from latentebm_jax.training.setup import SAMPLE_STREAM, RunSetup, is_main_process, stream_key
 
 NPZ_KEYS = ("arr_0", "samples", "images", "x")
@@ -43,10 +43,13 @@ def export_samples(setup: RunSetup, params: Any, out_dir: str, num: int, step: i
             f"--num_samples exports images; method {setup.config.method!r} does not generate any"
         )
     key = jax.random.fold_in(stream_key(setup.config.seed, SAMPLE_STREAM), step)
-    images = generate_batches(
-        setup.method.predict["generate"], params, key, num, setup.config.eval.batch_size, "export samples"
-    )["image"]
-    images = to_uint8(images)
+    generate, batch_size = setup.method.predict["generate"], setup.config.eval.batch_size
+    parts = []  # one compiled batch shape, the last batch cut
+    for i in tqdm(range(-(-num // batch_size)), desc="export samples", leave=False):
+        parts.append(
+            to_uint8(jax.device_get(generate(params, jax.random.fold_in(key, i), batch_size)["image"]))
+        )
+    images = np.concatenate(parts)[:num]
     os.makedirs(out_dir, exist_ok=True)
     npz = os.path.join(out_dir, f"samples_{num}.npz")
     np.savez(npz, arr_0=images)
