@@ -241,3 +241,35 @@ def test_readme_result_blocks_name_real_targets_and_the_command_that_wrote_them(
         assert target.protocol(scale) is not None
         assert body.startswith(f"**{paper} {name}** — {target.what}"), (paper, name)
         assert f"`python -m experiments.reproduce {paper} {name}" in body, (paper, name)
+
+
+def test_status_counts_finished_runs_and_checks_claims_without_training(tmp_path):
+    """``--status`` reads finished runs only: fabricated LEBM Table 1 runs (seed 1 of 3) decide its claim;
+    a target with no runs says so; a run whose config differs is not counted."""
+    from experiments.reproduce.reproduce import status
+    from latentebm_jax.training.workdir import config_json
+
+    target = targets.TARGETS["lebm table1"]
+    protocol = target.protocol("cpu")
+    dirs = {r.name: runner.run_dir(str(tmp_path), "lebm", "cpu", r, 1) for r in protocol.runs}
+    for run, fd in zip(protocol.runs, (20.0, 30.0)):  # LEBM's fd below SRI's
+        config = runner.build_config(run, 1, dirs, {}, {})
+        os.makedirs(dirs[run.name])
+        with open(os.path.join(dirs[run.name], "config.json"), "w") as f:
+            json.dump(config_json(config), f)
+        with open(os.path.join(dirs[run.name], "summary.json"), "w") as f:
+            json.dump({"train_steps": 3000, "fd": fd}, f)
+    text = status([target, targets.TARGETS["iccv table5"]], workdir=str(tmp_path))
+    assert (
+        "| lebm table1 |" in text
+        and "| 2 of 6 | LEBM: lower fd than Gaussian prior (SRI): **holds** |" in text
+    )
+    assert "| 0 of 3 | not run |" in text
+    with open(os.path.join(dirs["sri"], "config.json")) as f:
+        stale = json.load(f)
+    stale["lebm"]["latent_dim"] = 7  # another model: not this run
+    with open(os.path.join(dirs["sri"], "config.json"), "w") as f:
+        json.dump(stale, f)
+    assert "| 1 of 6 | LEBM: lower fd than Gaussian prior (SRI): **not measured** |" in status(
+        [target], workdir=str(tmp_path)
+    )

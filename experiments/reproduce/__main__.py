@@ -6,6 +6,7 @@
     python -m experiments.reproduce lebm table1 --scale=paper --set data.data_dir=/data/tfds \\
         --set eval.inception_weights=fid_inception.npz             # the paper's datasets (accelerator)
     python -m experiments.reproduce iccv all --readme=README.md    # every ICCV target, README tables
+    python -m experiments.reproduce --status                       # every target's runs and claims so far
 
 Runs go to ``<workdir>/<paper>/<scale>/<run>/seed<k>`` (``--workdir``, default ``runs/reproduce``); a
 finished run is read back, an unfinished one resumes from its newest checkpoint, so the same command
@@ -46,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         help="config override for every run, e.g. data.data_dir=/data/tfds (repeatable)",
     )
     p.add_argument("--list", action="store_true", help="list every target and what it needs")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="every target's finished runs and claims, from the workdir (trains nothing); with --readme, "
+        "the README's status block",
+    )
     p.add_argument("--report_only", action="store_true", help="tables from finished runs; train nothing")
     p.add_argument("--readme", default=None, help="replace this target's block in this markdown file")
     return p
@@ -57,6 +64,23 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.list:
         print(targets.listing(args.paper))
+        return 0
+    if args.status:
+        from experiments.reproduce.reproduce import status
+
+        chosen = [t for t in targets.TARGETS.values() if args.paper in (None, t.paper)]
+        try:
+            print(
+                status(
+                    chosen,
+                    scale=args.scale,
+                    workdir=args.workdir,
+                    extra=_parse_sets(args.set),
+                    readme=args.readme,
+                )
+            )
+        except Exception as err:
+            return _user_error(err, args.workdir)
         return 0
     try:
         chosen = _chosen(targets.TARGETS, args.paper, args.target, args.scale)

@@ -114,3 +114,58 @@ def replace_block(path: str, start: str, text: str) -> None:
         content = content.rstrip("\n") + "\n\n" + block + "\n"
     with open(path, "w") as f:
         f.write(content)
+
+
+def status_block_start(scale: str) -> str:
+    return f"<!-- reproduce status {scale} -->"
+
+
+def status(
+    all_targets: list[Target],
+    *,
+    scale: str = "cpu",
+    workdir: str = os.path.join("runs", "reproduce"),
+    extra: Mapping[str, Any] = {},
+    readme: str | None = None,
+) -> str:
+    """Where every target with a ``scale`` protocol stands, from the finished runs in ``workdir`` (nothing
+    trains): how many of its runs × seeds are finished, and each of its claims (holds / does not hold / not
+    measured). Returns the markdown; with ``readme`` it replaces the ``status`` block there."""
+    lines = [
+        f"`python -m experiments.reproduce --status --scale={scale}` · from the runs in the workdir",
+        "",
+        "| target | what | finished runs × seeds | claims |",
+        "|---|---|---|---|",
+    ]
+    for target in all_targets:
+        protocol = target.protocol(scale)
+        if protocol is None:
+            continue
+        seeds = list(range(1, protocol.seeds + 1))
+        summaries = runner.run_protocol(
+            protocol,
+            paper=target.paper,
+            scale=scale,
+            workdir=workdir,
+            seeds=seeds,
+            extra=extra,
+            report_only=True,
+            say=lambda _: None,
+        )
+        results = report.Results(target, protocol, summaries)
+        claims = results.claims() if summaries else []
+        verdicts = "; ".join(
+            f"{statement}: **{'holds' if holds else 'does not hold' if holds is False else 'not measured'}**"
+            for statement, holds in claims
+        )
+        if not verdicts:
+            verdicts = "not run" if not summaries else ("figures" if not protocol.columns else "numbers only")
+        done = len(summaries)
+        lines.append(
+            f"| {target.paper} {target.name} | {target.what} | {done} of {len(protocol.runs) * len(seeds)} "
+            f"| {verdicts} |"
+        )
+    text = "\n".join(lines) + "\n"
+    if readme is not None:
+        replace_block(readme, status_block_start(scale), text)
+    return text
