@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 1
-    logging.getLogger("latentebm_jax").setLevel(logging.INFO)
+    _log_plainly()
     workdir = _WORKDIR.value
     defaults = config_json(reference_config(config))  # keys added since a checkpoint, at these, are no change
     allow = {"allow_config_change": _ALLOW_CHANGE.value, "config_defaults": defaults}
@@ -179,6 +179,17 @@ def main(argv: list[str]) -> int:
         + ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
     )
     return 0
+
+
+def _log_plainly() -> None:
+    """The library's log lines (progress lines when stderr is not a terminal, resuming, warnings) as
+    ``HH:MM:SS message``, without absl's prefix."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    library = logging.getLogger("latentebm_jax")
+    library.setLevel(logging.INFO)
+    library.handlers = [handler]
+    library.propagate = False
 
 
 _INIT_TIMEOUT_S = 300  # how long a process waits for the others to join
