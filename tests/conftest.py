@@ -40,6 +40,7 @@ def tiny_digits_config(**overrides):
     c.train.log_every = 2
     c.train.ckpt_every = 5
     c.train.eval_every = 0
+    c.train.tensorboard = False  # tests/test_loop.py's run writes and reads the event files
     c.eval.batch_size = 60
     c.eval.num_samples = 16
     c.eval.max_test_examples = 120

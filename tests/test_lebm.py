@@ -216,6 +216,7 @@ def test_svhn_networks_train_on_digits32():
             assert float(jnp.max(jnp.abs(a - b))) > 0, name  # every other parameter was updated
 
 
+@pytest.mark.slow  # compiles every predict function of the digits LEBM (about 15 s on 2 idle cores)
 def test_method_predict_functions_are_the_pure_functions_bound_to_the_config():
     """make() binds the config: the hparams its groups describe, and predict functions that equal the pure
     ones (the anomaly score at the same key uses the same posterior sample as the reconstruction)."""

@@ -25,7 +25,7 @@ def _params_at(workdir, config, step=None):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_config):
     workdir = str(tmp_path_factory.mktemp("digits"))
-    config = tiny_config()
+    config = tiny_config(**{"train.tensorboard": True})
     default.validate(config)
     summary = loop.train(config, workdir)
     return workdir, config, summary
