@@ -56,6 +56,7 @@ def test_the_interface_reproduces_nvidias_posterior_prior_and_ancestral_samples(
     assert bb.latent_shapes[0][0] > bb.latent_shapes[-1][0]  # bottom (finest) first
 
 
+@pytest.mark.slow  # a full Jacobian of 160 latent units through a small NVAE (about 11 s on 2 idle cores)
 def test_round_trip_conditional_and_the_log_determinant_of_the_jacobian():
     """``to_u(to_z(ũ)) = ũ``; ``conditional(i, z_above)`` is the prior the top-down path uses; and
     ``log_det`` equals ``log|det ∂T/∂ũ|`` of the full Jacobian (a small NVAE: 160 latent units)."""
