@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import types
@@ -114,9 +115,8 @@ def score_samples(config, npz_path: str, workdir: str, *, splits: DataSplits | N
         return {"image": batch}
 
     ctx = setup.context(None, workdir, 0, SAMPLE_STREAM)
-    ctx = types.SimpleNamespace(**{f: getattr(ctx, f) for f in ctx.__dataclass_fields__})
-    ctx.method = types.SimpleNamespace(predict={"generate": serve})
-    ctx.say = lambda message: print(message, flush=True) if is_main_process() else None
+    # the evaluators' view with the file in place of a model: only ``generate`` is called
+    ctx = dataclasses.replace(ctx, method=types.SimpleNamespace(predict={"generate": serve}))
     out: dict[str, Any] = {"samples_file": os.path.abspath(npz_path), "samples_in_file": n}
     out.update(generation.fd(ctx))
     served["next"] = 0
