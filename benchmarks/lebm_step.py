@@ -26,17 +26,11 @@ import dataclasses
 import functools
 import itertools
 import json
-import os
-import platform
-import resource
-import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import harness
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,45 +69,6 @@ def step_model_flops(s: Setting) -> float:
     return 2.0 * macs * s.batch
 
 
-# ----------------------------------------------------------------------------- timing helpers
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def alternate(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, calling them in turn ``repeats`` times (warm-up excluded)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(_timed(fn))
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def matmul_peak_gflops(repeats: int = 10, n: int = 2048) -> dict[str, float]:
-    """float32 ``n×n @ n×n`` GFLOP/s, best of ``repeats`` (JAX and, when present, torch)."""
-    import jax
-    import jax.numpy as jnp
-
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    out = {"jax": 2 * n**3 / min(_timed(lambda: f(a).block_until_ready()) for _ in range(repeats)) / 1e9}
-    try:
-        import torch
-
-        t = torch.ones(n, n)
-        out["torch"] = 2 * n**3 / min(_timed(lambda: t @ t) for _ in range(repeats)) / 1e9
-    except ImportError:
-        pass
-    return out
-
-
 # ----------------------------------------------------------------------------- the two steps
 
 
@@ -145,46 +100,19 @@ def build_jax(s: Setting):
     batch = {"image": jnp.asarray(rng.uniform(-1, 1, (s.batch, 32, 32, 3)).astype(np.float32))}
 
     step = jax.jit(functools.partial(lebm.train_step, hp, tx), donate_argnums=0)
-    t0 = time.perf_counter()
-    compiled = step.lower(state, batch).compile()
-    compile_s = time.perf_counter() - t0
-    mem = compiled.memory_analysis()
-    step_bytes = None
-    if mem is not None:
-        step_bytes = (
-            mem.argument_size_in_bytes
-            + mem.output_size_in_bytes
-            + mem.temp_size_in_bytes
-            - mem.alias_size_in_bytes
-        )
-    holder = {"state": state}
-
-    def run_step():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        jax.block_until_ready(metrics)
-
-    t0 = time.perf_counter()
-    run_step()
-    first_s = time.perf_counter() - t0
+    compiled, compile_s, buffer_bytes = harness.compile_jax_step(step, state, batch)
+    built = harness.jax_train_step(compiled, state, batch)
+    built.compile_s, built.buffer_bytes = compile_s, buffer_bytes
+    holder = built.holder
 
     keys = example_keys(jax.random.key(1), s.batch)
     prior = jax.jit(lambda p, k: lebm.sample_prior(hp, p["ebm"], k))
     post = jax.jit(lambda p, k: lebm.sample_posterior(hp, p, batch, k))
-
-    def run_prior():
-        prior(holder["state"].params, keys).block_until_ready()
-
-    def run_post():
-        post(holder["state"].params, keys).block_until_ready()
-
-    return {
-        "step": run_step,
-        "prior": run_prior,
-        "posterior": run_post,
-        "compile_s": compile_s,
-        "first_call_s": first_s,
-        "step_buffer_bytes": step_bytes,
+    built.chains = {
+        "prior": lambda: prior(holder["state"].params, keys).block_until_ready(),
+        "posterior": lambda: post(holder["state"].params, keys).block_until_ready(),
     }
+    return built
 
 
 def build_torch(s: Setting):
@@ -223,29 +151,17 @@ def build_torch(s: Setting):
             p.requires_grad_(False)
         chains[name]()
 
-    def run_step():
-        model.step(x)
-
-    return {
-        "step": run_step,
-        "prior": lambda: run_chain("prior"),
-        "posterior": lambda: run_chain("posterior"),
-    }
+    return harness.Built(
+        step=lambda: model.step(x),
+        chains={"prior": lambda: run_chain("prior"), "posterior": lambda: run_chain("posterior")},
+    )
 
 
-# ----------------------------------------------------------------------------- memory (child processes)
+# ----------------------------------------------------------------------------- the benchmark
 
 
-def _child_peak_rss(framework: str, s: Setting, steps: int = 2) -> dict[str, float]:
-    """Run ``steps`` steps of one framework in a fresh process; resident-memory high-water marks (MiB)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.lebm_step",
-        "--_memory-child",
-        framework,
-        "--batch",
-        str(s.batch),
+def _setting_args(s: Setting) -> list[str]:
+    return [
         "--prior-steps",
         str(s.prior_steps),
         "--posterior-steps",
@@ -255,94 +171,37 @@ def _child_peak_rss(framework: str, s: Setting, steps: int = 2) -> dict[str, flo
         "--posterior-unroll",
         str(s.posterior_unroll),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _peak_rss_mib() -> float:
-    """This process's resident-memory high-water mark (``VmHWM``; ``ru_maxrss`` would include the parent's
-    before ``exec``)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _memory_child(framework: str, s: Setting) -> None:
-    maxrss = _peak_rss_mib
-    built = build_jax(s) if framework == "jax" else build_torch(s)
-    before = maxrss()
-    for _ in range(2):
-        built["step"]()
-    print(json.dumps({"peak_rss_mib": maxrss(), "setup_peak_rss_mib": before}))
-
-
-# ----------------------------------------------------------------------------- one setting
+BENCHMARK = harness.StepBenchmark(
+    name="lebm",
+    module="benchmarks.lebm_step",
+    paper_batch=100,
+    settings="LEBM on SVHN (configs/svhn.py): 32×32×3, n_z 100, ngf 64, K₀ 60 (s₀ 0.4), K₁ 20 (s₁ 0.1), σ .3",
+    build_jax=lambda b: build_jax(Setting(batch=b)),
+    build_torch=lambda b: build_torch(Setting(batch=b)),
+    model_flops=lambda b: step_model_flops(Setting(batch=b)),
+    chain_steps={"prior": 60, "posterior": 20},
+)
 
 
 def run_setting(s: Setting, repeats: int, memory: bool, with_torch: bool = True) -> dict:
-    jx = build_jax(s)
-    res: dict = {
-        "setting": dataclasses.asdict(s),
-        "compile_s": jx["compile_s"],
-        "first_call_s": jx["first_call_s"],
-        "model_gflop_per_step": step_model_flops(s) / 1e9,
-    }
-    fns = {"jax_step": jx["step"]}
-    if with_torch:
-        tc = build_torch(s)
-        fns["torch_step"] = tc["step"]
-    res.update({f"{k}_s": v for k, v in alternate(fns, repeats).items()})
-    chain_fns = {"jax_prior": jx["prior"], "jax_posterior": jx["posterior"]}
-    if with_torch:
-        chain_fns.update({"torch_prior": tc["prior"], "torch_posterior": tc["posterior"]})
-    chains = alternate(chain_fns, max(3, repeats // 2))
-    for name, t in chains.items():
-        k = s.prior_steps if name.endswith("prior") else s.posterior_steps
-        res[f"{name}_ms_per_langevin_step"] = 1e3 * t / max(k, 1)
-    flops = step_model_flops(s)
-    res["jax_gflops"] = flops / res["jax_step_s"] / 1e9
-    if with_torch:
-        res["torch_gflops"] = flops / res["torch_step_s"] / 1e9
-        res["ratio_jax_over_torch"] = res["jax_step_s"] / res["torch_step_s"]
-    if jx["step_buffer_bytes"] is not None:
-        res["jax_step_buffers_mib"] = jx["step_buffer_bytes"] / 2**20
-    if memory:
-        res["jax_peak_rss_mib"] = _child_peak_rss("jax", s)["peak_rss_mib"]
-        if with_torch:
-            res["torch_peak_rss_mib"] = _child_peak_rss("torch", s)["peak_rss_mib"]
-    return res
-
-
-def _print_setting(r: dict, peak: dict[str, float]) -> None:
-    s = r["setting"]
-    print(
-        f"\nbatch {s['batch']}  K0 {s['prior_steps']}  K1 {s['posterior_steps']}  conv_impl {s['conv_impl']}"
-        f"  posterior_unroll {s['posterior_unroll']}"
+    bench = dataclasses.replace(
+        BENCHMARK,
+        model_flops=lambda b: step_model_flops(s),
+        chain_steps={"prior": s.prior_steps, "posterior": s.posterior_steps},
     )
-    print(f"  compile {r['compile_s']:.1f} s, first call {r['first_call_s']:.2f} s (excluded)")
-    line = f"  step: jax {1e3 * r['jax_step_s']:.1f} ms"
-    if "torch_step_s" in r:
-        line += f"  torch {1e3 * r['torch_step_s']:.1f} ms  (ratio {r['ratio_jax_over_torch']:.3f})"
-    print(line)
-    for chain in ("prior", "posterior"):
-        line = f"  {chain} Langevin per step: jax {r[f'jax_{chain}_ms_per_langevin_step']:.3f} ms"
-        if f"torch_{chain}_ms_per_langevin_step" in r:
-            line += f"  torch {r[f'torch_{chain}_ms_per_langevin_step']:.3f} ms"
-        print(line)
-    line = (
-        f"  model FLOPs {r['model_gflop_per_step']:.1f} GFLOP/step: jax {r['jax_gflops']:.0f} GFLOP/s "
-        f"({100 * r['jax_gflops'] / peak['jax']:.0f}% of its matmul peak)"
+    r = harness.run(
+        bench,
+        s.batch,
+        repeats,
+        memory=memory,
+        with_torch=with_torch,
+        builders=(lambda: build_jax(s), lambda: build_torch(s)),
+        memory_args=_setting_args(s),
     )
-    if "torch_gflops" in r and "torch" in peak:
-        line += f", torch {r['torch_gflops']:.0f} GFLOP/s ({100 * r['torch_gflops'] / peak['torch']:.0f}%)"
-    print(line)
-    mem = [f"{k.removesuffix('_mib')} {v:.0f} MiB" for k, v in r.items() if k.endswith("_mib")]
-    if mem:
-        print("  memory: " + ", ".join(mem))
+    r["setting"] = dataclasses.asdict(s)
+    return r
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -361,23 +220,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     base = Setting(args.batch, args.prior_steps, args.posterior_steps, args.conv_impl, args.posterior_unroll)
     if args.memory_child:
-        _memory_child(args.memory_child, base)
+        harness.memory_child(lambda: build_jax(base) if args.memory_child == "jax" else build_torch(base))
         return
     with_torch = not args.no_torch
     if with_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            sys.exit("PyTorch is not installed: pip install -e '.[bench]' (or pass --no-torch)")
-
-    import jax
-
-    peak = matmul_peak_gflops()
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__}")
-    print(
-        "matmul peak (float32 2048², best of 10): "
-        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
-    )
+        harness.require_torch()
+    peak = harness.matmul_peak_gflops()
+    print(harness.machine_line())
+    print(harness.peak_line(peak))
     if args.sweep:
         settings = [dataclasses.replace(base, batch=b) for b in (16, 64, 100)]
         settings += [dataclasses.replace(base, batch=16, posterior_steps=k) for k in (60, 120)]
@@ -386,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for s in settings:
         r = run_setting(s, args.repeats, memory=not args.no_memory, with_torch=with_torch)
-        _print_setting(r, peak)
+        header = f"  K0 {s.prior_steps}  K1 {s.posterior_steps}  conv_impl {s.conv_impl}"
+        header += f"  posterior_unroll {s.posterior_unroll}"
+        harness.print_result(r, peak, header)
         results.append(r)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,3 +126,32 @@ class TorchLEBM:
         loss_e.backward()
         self.opt_ebm.step()
         return {"loss_g": loss_g.item(), "loss_e": loss_e.item()}
+
+
+# ----------------------------------------------------------------------------- weights from the library
+
+
+def _tensor(x) -> torch.Tensor:
+    return torch.from_numpy(np.array(x, dtype=np.float32))
+
+
+def conv_transpose_weight(kernel) -> torch.Tensor:
+    """A library transposed-convolution kernel ``(k, k, in, out)``, applied unflipped
+    (``lax.conv_transpose``), as ``nn.ConvTranspose2d``'s weight ``(in, out, k, k)`` (taps flipped)."""
+    return _tensor(np.asarray(kernel)[::-1, ::-1].transpose(2, 3, 0, 1))
+
+
+def load_library_params(model: TorchLEBM, params) -> None:
+    """Copy :func:`latentebm_jax.methods.lebm.init`'s parameters (``{"gen": …, "ebm": …}``) into ``model``
+    (DCGAN generator and MLP energy), so both frameworks start one step from the same weights."""
+    convs = [m for m in model.gen if isinstance(m, nn.ConvTranspose2d)]
+    dense = [m for m in model.ebm if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for i, conv in enumerate(convs):
+            layer = params["gen"][f"ConvTranspose_{i}"]
+            conv.weight.copy_(conv_transpose_weight(layer["kernel"]))
+            conv.bias.copy_(_tensor(layer["bias"]))
+        for i, linear in enumerate(dense):
+            layer = params["ebm"][f"TorchDense_{i}"]["Dense_0"]
+            linear.weight.copy_(_tensor(layer["kernel"]).T)
+            linear.bias.copy_(_tensor(layer["bias"]))
