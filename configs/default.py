@@ -81,7 +81,9 @@ TRAIN = {
     ),
 }
 EVAL = {
-    "batch_size": Setting(100, "batch of every evaluator's compiled functions", check=positive_int),
+    "batch_size": Setting(
+        100, "batch of every evaluator's calls (divided over the local devices)", check=positive_int
+    ),
     "metrics": Setting((), "evaluators run at the end of training and by --mode=eval (in order)"),
     "interval_metrics": Setting((), "evaluators run every train.eval_every steps"),
     "cache_dir": Setting("", 'metric caches; "" = next to the data (tfds) or ~/.cache/latentebm_jax'),

@@ -26,6 +26,7 @@ MODULES = (
     "latentebm_jax.state",
     "latentebm_jax.checkpoint",
     "latentebm_jax.config_schema",
+    "latentebm_jax.device_map",
     "latentebm_jax.backbones.base",
     "latentebm_jax.backbones.hvae",
     "latentebm_jax.backbones.nvae",

@@ -23,6 +23,7 @@ CORE = (
     "config_schema",
     "viz",
     "progress",
+    "device_map",
     "data",
     "metrics",
     "nets",

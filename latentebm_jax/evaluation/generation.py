@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from latentebm_jax import device_map
 from latentebm_jax.config_schema import ConfigError, Setting, positive
 from latentebm_jax.data import iterate_once, load_source, without_class
 from latentebm_jax.evaluation.cache import file_digest
@@ -40,7 +41,7 @@ FID_SETTINGS = {
     ),
     "fid_reference": Setting("train", "split of FID's reference statistics", choices=("train", "test")),
     "fid_reference_max": Setting(-1, "reference images (-1 = the whole split)"),
-    "inception_batch_size": Setting(50, "images per Inception forward pass", check=positive),
+    "inception_batch_size": Setting(50, "images per Inception forward pass and device", check=positive),
 }
 
 
@@ -63,15 +64,14 @@ def fd_reconstructions(ctx: EvalContext) -> dict[str, Any]:
     what a prior that matched the aggregated posterior exactly would reach with this generator. ``fd −
     fd_recon`` is the part of the sample-quality gap that lies with the prior (its "holes"); the rest lies
     with the generator."""
-    reconstruct = ctx.method.predict["reconstruct"]
+    reconstruct, params = ctx.method.predict["reconstruct"], device_map.replicate(ctx.params)
     key = jax.random.fold_in(ctx.key, _FD_RECON_STREAM)
 
     def images(test) -> np.ndarray:
-        n = ctx.config.eval.fd_num_samples
-        parts = [
-            np.asarray(reconstruct(ctx.params, batch, jax.random.fold_in(key, i))["image"])[:valid]
-            for i, (batch, valid) in enumerate(iterate_once(test, ctx.config.eval.batch_size, n))
-        ]
+        n, parts = ctx.config.eval.fd_num_samples, []
+        for i, (batch, valid) in enumerate(iterate_once(test, ctx.config.eval.batch_size, n)):
+            out = device_map.map_batch(reconstruct, params, batch, jax.random.fold_in(key, i))
+            parts.append(np.asarray(out["image"])[:valid])
         return np.concatenate(parts)
 
     return fd_of(ctx, None, "fd_recon", images=images)
@@ -118,7 +118,8 @@ def fd_of(ctx: EvalContext, predict_name: str | None, what: str, images=None) ->
 
 def fid(ctx: EvalContext) -> dict[str, Any]:
     """FID and Inception Score with pytorch-fid's Inception network (``eval.inception_weights``), samples
-    clipped to ``[−1, 1]`` as the papers' FID code; reference statistics cached next to the data."""
+    clipped to ``[−1, 1]`` as the papers' FID code; reference statistics cached next to the data. Sampling
+    and the Inception features run on every local device (:mod:`latentebm_jax.device_map`)."""
     ecfg = ctx.config.eval
     path = ecfg.inception_weights
     if not path or not os.path.isfile(path):
@@ -147,21 +148,21 @@ def fid(ctx: EvalContext) -> dict[str, Any]:
         except (OSError, ValueError, KeyError) as err:
             log.warning("cached FID statistics %s are unreadable (%s); recomputing them", stats_path, err)
     if ref_stats is None:
-        pools = []
-        for batch, valid in tqdm(
-            iterate_once(reference, ecfg.inception_batch_size, n_ref), desc="FID reference", leave=False
-        ):
+        pools, per_pass = [], ecfg.inception_batch_size * len(device_map.local_devices())
+        for batch, valid in tqdm(iterate_once(reference, per_pass, n_ref), desc="FID reference", leave=False):
             pools.append(extractor.features(np.clip(batch["image"][:valid], -1.0, 1.0))[0])
         ref_stats = gaussian_stats(np.concatenate(pools))
         if ctx.main_process:
             ref_stats.save(stats_path)
     generate, key = ctx.method.predict["generate"], jax.random.fold_in(ctx.key, _FID_STREAM)
+    params = device_map.replicate(ctx.params)
     pools, logits = [], []
     done, chunk, i = 0, max(ecfg.batch_size, 1), 0
     with tqdm(total=ecfg.fid_num_samples, desc="FID samples", leave=False) as bar:
         while done < ecfg.fid_num_samples:
             take = min(chunk, ecfg.fid_num_samples - done)
-            images = np.asarray(generate(ctx.params, jax.random.fold_in(key, i), chunk)["image"])[:take]
+            images = device_map.map_generate(generate, params, jax.random.fold_in(key, i), chunk)["image"]
+            images = np.asarray(images)[:take]
             pool, logit = extractor.features(np.clip(images, -1.0, 1.0))  # the papers' FID code clamps
             pools.append(pool)
             logits.append(logit)

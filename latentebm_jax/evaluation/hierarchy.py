@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from latentebm_jax import viz
+from latentebm_jax import device_map, viz
 from latentebm_jax.config_schema import Setting, non_negative, positive
 from latentebm_jax.data import iterate_once
 from latentebm_jax.methods.base import EvalContext, Evaluator
@@ -80,8 +80,9 @@ def traversal(
 
 def _test_latents(predict: Predict, params, test, limit: int, batch_size: int, key):
     parts, labels = [], []
+    params = device_map.replicate(params)
     for i, (batch, valid) in enumerate(iterate_once(test, batch_size, limit)):
-        z = predict["infer"](params, batch, jax.random.fold_in(key, i))
+        z = device_map.map_batch(predict["infer"], params, batch, jax.random.fold_in(key, i))
         parts.append([np.asarray(zi)[:valid] for zi in z])
         labels.append(batch["label"][:valid])
     return [np.concatenate(p) for p in zip(*parts)], np.concatenate(labels)

@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from latentebm_jax import device_map
 from latentebm_jax.config_schema import Setting, positive
 from latentebm_jax.data import ImageSource, iterate_once, load_source, only_classes
 from latentebm_jax.methods.base import EvalContext, Evaluator
@@ -20,10 +21,12 @@ _STREAM = 3
 def inferred_latents(
     ctx: EvalContext, source: ImageSource, limit: int | None, key
 ) -> tuple[list, np.ndarray]:
-    """Inferred latents of ``source`` as one ``(n, d_i)`` array per layer (bottom first), and the labels."""
+    """Inferred latents of ``source`` as one ``(n, d_i)`` array per layer (bottom first), and the labels
+    (every batch split over the local devices)."""
     infer, per_batch, labels = ctx.method.predict["infer"], [], []
+    params = device_map.replicate(ctx.params)
     for i, (batch, valid) in enumerate(iterate_once(source, ctx.config.eval.batch_size, limit)):
-        z = infer(ctx.params, batch, jax.random.fold_in(key, i))
+        z = device_map.map_batch(infer, params, batch, jax.random.fold_in(key, i))
         per_batch.append([np.asarray(leaf)[:valid] for leaf in jax.tree.leaves(z)])
         labels.append(batch["label"][:valid])
     return [np.concatenate(parts) for parts in zip(*per_batch)], np.concatenate(labels)

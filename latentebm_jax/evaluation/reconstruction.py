@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from latentebm_jax import viz
+from latentebm_jax import device_map, viz
 from latentebm_jax.config_schema import ConfigError
 from latentebm_jax.data import iterate_once
 from latentebm_jax.methods.base import EvalContext, Evaluator
@@ -22,6 +22,9 @@ _SHOWN = 50  # pairs in reconstructions.png
 
 
 def _test_batches(ctx: EvalContext, desc: str):
+    """The test batches (padded, with their valid count) and each one's key; a batch is split over the
+    local devices by :func:`~latentebm_jax.device_map.map_batch`, device ``d`` drawing with
+    ``fold_in(key, d)``."""
     cfg, test = ctx.config, ctx.splits.test
     limit = test_limit(cfg)
     n_batches = -(-min(len(test), limit or len(test)) // cfg.eval.batch_size)
@@ -34,11 +37,11 @@ def _test_batches(ctx: EvalContext, desc: str):
 def reconstruction(ctx: EvalContext) -> dict[str, Any]:
     """Per-pixel test reconstruction error (``recon_mse``, ``recon_rmse``, on ``[−1, 1]`` and ``[0, 1]``)
     of ``reconstruct``; ``reconstructions.png`` shows the first pairs."""
-    reconstruct = ctx.method.predict["reconstruct"]
+    reconstruct, params = ctx.method.predict["reconstruct"], device_map.replicate(ctx.params)
     mses, shown = [], None
     for batch, valid, key in _test_batches(ctx, "reconstruct"):
         x = batch["image"]
-        x_hat = np.asarray(reconstruct(ctx.params, batch, key)["image"])
+        x_hat = np.asarray(device_map.map_batch(reconstruct, params, batch, key)["image"])
         mses.append(per_example_mse(x[:valid], x_hat[:valid]))
         if shown is None:
             shown = (x[: min(valid, _SHOWN)], x_hat[: min(valid, _SHOWN)])
@@ -56,11 +59,11 @@ def reconstruction(ctx: EvalContext) -> dict[str, Any]:
 def anomaly(ctx: EvalContext) -> dict[str, Any]:
     """AUPRC of ``−log p(x, z)`` at inferred ``z`` with class ``data.holdout_class`` (left out of training) as
     the anomalies of the test split."""
-    log_joint = ctx.method.predict["log_joint"]
+    log_joint, params = ctx.method.predict["log_joint"], device_map.replicate(ctx.params)
     holdout = ctx.splits.holdout_class
     scores, labels = [], []
     for batch, valid, key in _test_batches(ctx, "anomaly scores"):
-        scores.append(-np.asarray(log_joint(ctx.params, batch, key))[:valid])
+        scores.append(-np.asarray(device_map.map_batch(log_joint, params, batch, key))[:valid])
         labels.append((batch["label"][:valid] == holdout).astype(np.int64))
     s, y = np.concatenate(scores), np.concatenate(labels)
     return {

@@ -25,7 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from latentebm_jax import viz
+from latentebm_jax import device_map, viz
 from latentebm_jax.config_schema import ConfigError, Setting
 from latentebm_jax.data import (
     ArraySource,
@@ -63,7 +63,11 @@ def other_dataset(data_config, name: str) -> ImageSource:
 
 
 def _scores(fn, params, source: ImageSource, limit: int, batch_size: int) -> np.ndarray:
-    out = [np.asarray(fn(params, b, None))[:valid] for b, valid in iterate_once(source, batch_size, limit)]
+    params = device_map.replicate(params)
+    out = [
+        np.asarray(device_map.map_batch(fn, params, b, None))[:valid]
+        for b, valid in iterate_once(source, batch_size, limit)
+    ]
     return np.concatenate(out)
 
 

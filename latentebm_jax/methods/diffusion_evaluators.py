@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from latentebm_jax import viz
+from latentebm_jax import device_map, viz
 from latentebm_jax.config_schema import ConfigError, Setting, positive
 from latentebm_jax.data import ImageSource, iterate_once, load_source, only_classes, without_class
 from latentebm_jax.data.settings import IMAGE_DATASETS
@@ -47,9 +47,9 @@ def _ood_sources(ctx: EvalContext) -> tuple[ImageSource, ImageSource, str]:
 
 
 def _scores(fn, params, source: ImageSource, limit: int, batch: int, key) -> np.ndarray:
-    out = []
+    out, params = [], device_map.replicate(params)
     for i, (b, valid) in enumerate(iterate_once(source, batch, limit)):
-        s = fn(params, b, None if key is None else jax.random.fold_in(key, i))
+        s = device_map.map_batch(fn, params, b, None if key is None else jax.random.fold_in(key, i))
         out.append(np.asarray(s)[:valid])
     return np.concatenate(out)
 
@@ -152,9 +152,10 @@ def controllable_synthesis(ctx: EvalContext) -> dict[str, Any]:
     test = ctx.splits.test
     if ctx.splits.holdout_class >= 0:
         test = without_class(test, ctx.splits.holdout_class)
-    hits, total = 0, 0
+    hits, total, on_devices = 0, 0, device_map.replicate(params)
     for b, valid in iterate_once(test, cfg.eval.batch_size):
-        pred = np.asarray(jnp.argmax(predict["class_logits"](params, b, key), -1))[:valid]
+        logits = device_map.map_batch(predict["class_logits"], on_devices, b, key)
+        pred = np.asarray(jnp.argmax(logits, -1))[:valid]
         hits += int(np.sum(pred == b["label"][:valid]))
         total += valid
     # the coupled layers and those above stay fixed; at least the bottom layer is resampled
@@ -185,9 +186,10 @@ def attribute_synthesis(ctx: EvalContext, key: jax.Array) -> dict[str, Any]:
     above the one it couples and resamples the rest)."""
     cfg, predict, params = ctx.config, ctx.method.predict, ctx.params
     names, label_layers = tuple(cfg.data.attributes), tuple(cfg.diffusion.label_layers)
-    hits, total = np.zeros(len(names)), 0
+    hits, total, on_devices = np.zeros(len(names)), 0, device_map.replicate(params)
     for b, valid in iterate_once(ctx.splits.test, cfg.eval.batch_size):
-        pred = np.asarray(jnp.argmax(predict["attribute_logits"](params, b, key), -1))[:valid]
+        logits = device_map.map_batch(predict["attribute_logits"], on_devices, b, key)
+        pred = np.asarray(jnp.argmax(logits, -1))[:valid]
         hits += np.sum(pred == b["attributes"][:valid], axis=0)
         total += valid
     combos = np.array(np.meshgrid(*[[1, 0]] * len(names), indexing="ij")).reshape(len(names), -1).T[:8]

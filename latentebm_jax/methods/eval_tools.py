@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from latentebm_jax import device_map
 from latentebm_jax.config_schema import Setting, positive, positive_ints
 from latentebm_jax.data import ImageSource, iterate_once
 from latentebm_jax.progress import tqdm
@@ -52,11 +53,15 @@ def generate_batches(
     show: bool = True,
 ) -> dict[str, np.ndarray]:
     """``num`` samples as one batch of NumPy arrays, drawn ``batch_size`` at a time (one compiled shape)
-    with ``generate(params, fold_in(key, i), batch_size)``."""
+    with ``generate(params, fold_in(key, i), batch_size)``, on every local device
+    (:func:`~latentebm_jax.device_map.map_generate`: with ``n`` devices each draws ``ceil(batch_size / n)``
+    of a batch with ``fold_in(fold_in(key, i), device)``)."""
     parts, made = [], 0
+    params = device_map.replicate(params)
     with tqdm(total=num, desc=desc, unit="sample", leave=False, **({} if show else {"disable": True})) as bar:
         for i in range(-(-num // batch_size)):
-            batch = jax.device_get(generate(params, jax.random.fold_in(key, i), batch_size))
+            sample = device_map.map_generate(generate, params, jax.random.fold_in(key, i), batch_size)
+            batch = jax.device_get(sample)
             take = min(batch_size, num - made)
             parts.append({k: np.asarray(v)[:take] for k, v in batch.items()})
             made += take

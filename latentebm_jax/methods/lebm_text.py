@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from latentebm_jax import viz
+from latentebm_jax import device_map, viz
 from latentebm_jax.config_schema import (
     Check,
     ConfigError,
@@ -268,7 +268,7 @@ def generate_sentences(ctx: EvalContext, key: jax.Array, num: int, desc: str = "
 
 def _test_nll(ctx: EvalContext, log_lik, desc: str) -> tuple[float, float, int]:
     """``(−Σ log-likelihood, predicted tokens, sentences)`` over the test split (``eval.max_test_examples``)
-    with ``log_lik(batch, batch_index) -> (B,)``."""
+    with ``log_lik(batch, batch_index) -> (B,)`` (the callers split each batch over the local devices)."""
     total, tokens, count = 0.0, 0, 0
     batches = iterate_once(ctx.splits.test, ctx.config.eval.batch_size, _limit(ctx))
     for i, (batch, valid) in enumerate(tqdm(batches, desc=desc, leave=False)):
@@ -283,8 +283,11 @@ def recon_nll(ctx: EvalContext) -> dict[str, Any]:
     """``−log p_β(x|z⁺)`` over the test split (one posterior sample per sentence): ``recon_nll``, per token,
     and its perplexity."""
     fn, key = ctx.method.predict["recon_log_likelihood"], jax.random.fold_in(ctx.key, _RECON)
+    params = device_map.replicate(ctx.params)
     total, tokens, count = _test_nll(
-        ctx, lambda batch, i: fn(ctx.params, batch, jax.random.fold_in(key, i)), "reconstruction NLL"
+        ctx,
+        lambda batch, i: device_map.map_batch(fn, params, batch, jax.random.fold_in(key, i)),
+        "reconstruction NLL",
     )
     return {
         "num_test_sentences": count,
@@ -300,10 +303,10 @@ def nll(ctx: EvalContext) -> dict[str, Any]:
     e, predict = ctx.config.eval, ctx.method.predict
     key, t0 = jax.random.fold_in(ctx.key, _NLL), time.time()
     log_z = predict["log_partition"](ctx.params, jax.random.fold_in(key, 0))
-    marginal = predict["marginal_log_likelihood"]
+    marginal, params = predict["marginal_log_likelihood"], device_map.replicate(ctx.params)
     total, tokens, count = _test_nll(
         ctx,
-        lambda batch, i: marginal(ctx.params, batch, jax.random.fold_in(key, i + 1), log_z),
+        lambda batch, i: device_map.map_batch(marginal, params, batch, jax.random.fold_in(key, i + 1), log_z),
         "marginal NLL",
     )
     return {

@@ -47,6 +47,8 @@ from flax import linen as nn
 from flax import traverse_util
 from jax import lax
 
+from latentebm_jax import device_map
+
 INPUT_SIZE = 299
 NUM_LOGITS = 1008
 POOL_DIM = 2048
@@ -476,12 +478,20 @@ class InceptionExtractor:
     ``features(images)`` takes NHWC images in ``[−1, 1]`` with 1 (repeated to 3) or 3 channels and any
     size, and returns ``(pool (n, 2048), logits (n, 1008))`` as float32 NumPy arrays. It runs one jitted
     forward of fixed batch size ``batch_size`` (the last batch zero-padded, the padding dropped), so each
-    image size compiles once; it shows no progress bar."""
+    image size compiles once; it shows no progress bar. On several ``devices`` (default: the local devices;
+    :mod:`latentebm_jax.device_map`) a pass takes ``per_device × devices`` images with ``per_device =
+    min(batch_size, ceil(n / devices))`` for ``n`` images, so a call with fewer than ``batch_size × devices``
+    images pads less than one device's batch (a stream of equal calls still compiles once). The features do
+    not depend on how the images are split (no randomness, batch norm frozen)."""
 
-    def __init__(self, params: Params, batch_size: int = 50):
+    def __init__(self, params: Params, batch_size: int = 50, devices: Sequence[jax.Device] | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.params = jax.device_put(params)
+        self.devices = device_map.local_devices(devices)
+        if len(self.devices) > 1:
+            self.params = device_map.replicate(params, self.devices)
+        else:
+            self.params = jax.device_put(params, None if devices is None else self.devices[0])
         self.batch_size = batch_size
 
     def features(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -490,14 +500,16 @@ class InceptionExtractor:
             raise ValueError(f"expected NHWC images with 1 or 3 channels, got shape {images.shape}")
         if images.shape[-1] == 1:
             images = np.repeat(images, 3, axis=-1)
+        n = len(self.devices)
+        step = self.batch_size if n == 1 else n * min(self.batch_size, -(-max(len(images), 1) // n))
         pools, logits = [np.zeros((0, POOL_DIM), np.float32)], [np.zeros((0, NUM_LOGITS), np.float32)]
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
             valid = len(chunk)
-            if valid < self.batch_size:
-                pad = np.zeros((self.batch_size - valid, *chunk.shape[1:]), np.float32)
+            if valid < step:
+                pad = np.zeros((step - valid, *chunk.shape[1:]), np.float32)
                 chunk = np.concatenate([chunk, pad])
-            pool, logit = _forward(self.params, chunk)
+            pool, logit = device_map.map_batch(_forward, self.params, chunk, devices=self.devices)
             pools.append(np.asarray(pool)[:valid])
             logits.append(np.asarray(logit)[:valid])
         return np.concatenate(pools), np.concatenate(logits)

@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from latentebm_jax import device_map
 from latentebm_jax.config_schema import ConfigError
 from latentebm_jax.data import DataSplits
 from latentebm_jax.data.preprocess import to_uint8
@@ -36,7 +37,7 @@ class SamplesFileError(ValueError):
 
 def export_samples(setup: RunSetup, params: Any, out_dir: str, num: int, step: int) -> list[str]:
     """``num`` samples of ``generate`` as ``<out_dir>/samples_<num>.npz`` and ``<out_dir>/samples_<num>/``
-    (PNG files ``000000.png`` …); returns both paths."""
+    (PNG files ``000000.png`` …), drawn on every local device; returns both paths."""
     from PIL import Image
 
     if "generate" not in setup.method.predict or "image" not in spec(setup.config.method).batch_fields:
@@ -45,11 +46,10 @@ def export_samples(setup: RunSetup, params: Any, out_dir: str, num: int, step: i
         )
     key = jax.random.fold_in(stream_key(setup.config.seed, SAMPLE_STREAM), step)
     generate, batch_size = setup.method.predict["generate"], setup.config.eval.batch_size
-    parts = []  # one compiled batch shape, the last batch cut
+    parts, params = [], device_map.replicate(params)  # one compiled batch shape, the last batch cut
     for i in tqdm(range(-(-num // batch_size)), desc="export samples", leave=False):
-        parts.append(
-            to_uint8(jax.device_get(generate(params, jax.random.fold_in(key, i), batch_size)["image"]))
-        )
+        sample = device_map.map_generate(generate, params, jax.random.fold_in(key, i), batch_size)
+        parts.append(to_uint8(jax.device_get(sample["image"])))
     images = np.concatenate(parts)[:num]
     os.makedirs(out_dir, exist_ok=True)
     npz = os.path.join(out_dir, f"samples_{num}.npz")
