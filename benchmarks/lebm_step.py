@@ -1,6 +1,6 @@
 """Time the library's jitted LEBM train step against a PyTorch eager step, side by side in one process.
 
-    python -m benchmarks.lebm_step --batch 16                 # one setting; last line: ratio_jax_over_torch
+    python -m benchmarks.lebm_step                  # batch 100 (the paper's); last line: ratio_jax_over_torch
     python -m benchmarks.lebm_step --sweep --json runs/bench.json   # the README scaling table
 
 Settings are the authors' SVHN ones (``configs/svhn.py``: 32×32×3, ``n_z = 100``, ``ngf = 64``, ``K₀ = 60``,
@@ -206,7 +206,7 @@ def run_setting(s: Setting, repeats: int, memory: bool, with_torch: bool = True)
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=BENCHMARK.paper_batch, help="default: the paper's 100")
     ap.add_argument("--prior-steps", type=int, default=60)
     ap.add_argument("--posterior-steps", type=int, default=20)
     ap.add_argument("--conv-impl", default="fast", choices=["fast", "winograd", "subpixel", "direct", "xla"])

@@ -58,6 +58,7 @@ MODULES = (
     "latentebm_jax.nets.energy",
     "latentebm_jax.nets.generator",
     "latentebm_jax.nets.encoder",
+    "latentebm_jax.nets.small_conv",
     "latentebm_jax.nets.hvae",
     "latentebm_jax.nets.text",
     "latentebm_jax.data",

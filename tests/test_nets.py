@@ -101,3 +101,36 @@ def test_energy_uses_exact_gelu_and_pytorch_default_init():
     # pytree latents are concatenated
     two = e.apply({"params": p}, (z[:, :3], z[:, 3:]))
     np.testing.assert_allclose(two, e.apply({"params": p}, z), rtol=1e-6)
+
+
+@pytest.mark.parametrize("k, stride, size", [(3, 1, 2), (3, 1, 4), (4, 2, 4), (4, 2, 2), (3, 1, 5)])
+def test_small_map_convolution_is_xlas_convolution_with_the_same_gradients_and_parameters(k, stride, size):
+    """``SmallMapConv`` (one matrix product per tap on maps ≤ TAPS_MAX_SIZE) computes ``nn.Conv``'s function
+    with ``nn.Conv``'s parameters: outputs and both gradients agree with ``lax.conv_general_dilated``."""
+    from flax import linen as nn
+
+    from latentebm_jax.nets.small_conv import TAPS_MAX_SIZE, SmallMapConv, conv_taps
+
+    rng = np.random.default_rng(k + 10 * size)
+    x = jnp.asarray(rng.normal(size=(3, size, size, 5)).astype(np.float32))
+    fast = SmallMapConv(7, k, stride, 1)
+    plain = nn.Conv(7, (k, k), (stride, stride), ((1, 1), (1, 1)), use_bias=False,
+                    kernel_init=nn.initializers.xavier_normal())  # fmt: skip
+    params = fast.init(jax.random.key(0), x)
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, plain.init(jax.random.key(0), x))
+    np.testing.assert_array_equal(
+        params["params"]["kernel"], plain.init(jax.random.key(0), x)["params"]["kernel"]
+    )
+    kernel = params["params"]["kernel"]
+    dn = ("NHWC", "HWIO", "NHWC")
+    ref = lambda x, w: lax.conv_general_dilated(
+        x, w, (stride, stride), ((1, 1), (1, 1)), dimension_numbers=dn
+    )
+    taps = lambda x, w: conv_taps(x, w, stride, 1)
+    y = ref(x, kernel)
+    np.testing.assert_allclose(fast.apply(params, x), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(taps(x, kernel), y, rtol=1e-5, atol=1e-5)
+    dy = jnp.asarray(rng.normal(size=y.shape).astype(np.float32))
+    for got, want in zip(jax.vjp(taps, x, kernel)[1](dy), jax.vjp(ref, x, kernel)[1](dy)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert (size <= TAPS_MAX_SIZE) == (size < 5)  # the last case takes XLA's convolution

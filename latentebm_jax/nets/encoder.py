@@ -17,6 +17,7 @@ from flax import linen as nn
 
 from latentebm_jax.nets.energy import num_halvings, torch_dense
 from latentebm_jax.nets.initializers import normal_002, torch_default_bias
+from latentebm_jax.nets.small_conv import SmallMapConv
 
 
 class DownBlock(nn.Module):
@@ -27,11 +28,10 @@ class DownBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        init = nn.initializers.xavier_normal()
-        pad = ((1, 1), (1, 1))
-        x = nn.Conv(self.features, (4, 4), (2, 2), pad, use_bias=False, kernel_init=init)(x)
+        # nn.Conv's parameters and names; small maps as matrix products (SmallMapConv)
+        x = SmallMapConv(self.features, 4, 2, 1, name="Conv_0")(x)
         x = nn.leaky_relu(x, self.negative_slope)
-        x = nn.Conv(self.features, (3, 3), padding=pad, use_bias=False, kernel_init=init)(x)
+        x = SmallMapConv(self.features, 3, 1, 1, name="Conv_1")(x)
         return nn.leaky_relu(x, self.negative_slope)
 
 

@@ -23,6 +23,7 @@ from flax import linen as nn
 from latentebm_jax.nets.conv_transpose import TorchConvTranspose
 from latentebm_jax.nets.energy import num_halvings
 from latentebm_jax.nets.initializers import conv_transpose_bias_fan_in, normal_002, torch_default_bias
+from latentebm_jax.nets.small_conv import SmallMapConv
 
 
 def torch_conv_transpose(
@@ -130,20 +131,13 @@ def hierarchical_resolutions(image_size: int, num_layers: int) -> list[int]:
     return [image_size // 2 ** (i + 1) for i in range(num_layers - 1)] + [coarsest]
 
 
-def conv3x3(features: int, name: str | None = None) -> nn.Conv:
-    """A 3×3, stride-1, padding-1 convolution without bias, Xavier-normal weights.
+def conv3x3(features: int, name: str | None = None, impl: str = "fast") -> SmallMapConv:
+    """A 3×3, stride-1, padding-1 convolution without bias, Xavier-normal weights (:class:`SmallMapConv`).
 
     The authors' hierarchical nets use ``ConvTranspose2d(3, 1, 1)`` here: the same function class as a
     3×3 convolution with padding 1 (the kernel is flipped), with the same Xavier fans.
     """
-    return nn.Conv(
-        features,
-        (3, 3),
-        padding=((1, 1), (1, 1)),
-        use_bias=False,
-        kernel_init=nn.initializers.xavier_normal(),
-        name=name,
-    )
+    return SmallMapConv(features, impl=impl, name=name)
 
 
 class HierarchicalGenerator(nn.Module):
@@ -203,14 +197,14 @@ class HierarchicalGenerator(nn.Module):
             proj = torch_dense(width * r * r, self.latent_dims[i], name=f"proj_{i}")(z[i])
             proj = proj.reshape(b, r, r, width)
             h = jnp.concatenate([h, act(proj)], axis=-1) if self.merge == "concat" else h + proj
-            h = act(conv3x3(width, name=f"block_{i}_in")(h))
+            h = act(conv3x3(width, f"block_{i}_in", self.conv_impl)(h))
             h = act(
                 TorchConvTranspose(c[i], 4, 2, 1, impl=self.conv_impl, use_bias=False, name=f"block_{i}_up")(
                     h
                 )
             )
-            h = act(conv3x3(c[i], name=f"block_{i}_out")(h))
-        return jnp.tanh(conv3x3(self.channels, name="to_image")(h))
+            h = act(conv3x3(c[i], f"block_{i}_out", self.conv_impl)(h))
+        return jnp.tanh(conv3x3(self.channels, "to_image", self.conv_impl)(h))
 
 
 # ----------------------------------------------------------------------------- BiDVL (CVPR 2022)
