@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.torch_joint import down_block  # the ladder encoder's block, shared
+
 Layers = list[torch.Tensor]
 
 
@@ -141,18 +143,6 @@ def soft_clamp(x: torch.Tensor, bound: float = 5.0) -> torch.Tensor:
     return bound * torch.tanh(x / bound)
 
 
-class DownBlock(nn.Sequential):
-    """Conv 4/2/1 then conv 3/1/1, bias-free, each followed by LeakyReLU(0.01)."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__(
-            nn.Conv2d(cin, cout, 4, 2, 1, bias=False),
-            nn.LeakyReLU(0.01),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
-            nn.LeakyReLU(0.01),
-        )
-
-
 class LadderEncoder(nn.Module):
     """``q_φ(z_i | x)`` per layer (ICCV 2023 Eq. 8): a trunk, a branch per lower layer, a top MLP."""
 
@@ -165,8 +155,8 @@ class LadderEncoder(nn.Module):
         self.log_var = nn.ModuleList()
         cin = s.channels
         for i in range(n - 1):
-            self.ladder.append(DownBlock(cin, w[i]))
-            self.trunk.append(DownBlock(cin, w[i]))
+            self.ladder.append(down_block(cin, w[i]))
+            self.trunk.append(down_block(cin, w[i]))
             flat = w[i] * (size // 2 ** (i + 1)) ** 2
             self.mean.append(nn.Linear(flat, s.latent_dims[i]))
             self.log_var.append(nn.Linear(flat, s.latent_dims[i]))

@@ -144,7 +144,7 @@ class JointEnergy(nn.Module):
         return self.layers[-1](h).squeeze(-1)
 
 
-def _down_block(cin: int, cout: int) -> nn.Sequential:
+def down_block(cin: int, cout: int) -> nn.Sequential:
     """The authors' ``conv2d_relu`` pair: Conv 4/2/1 and Conv 3/1/1, no biases, LeakyReLU 0.01 after each."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 4, 2, 1, bias=False),
@@ -161,8 +161,8 @@ class LadderEncoder(nn.Module):
         super().__init__()
         n, c = s.num_layers, s.widths
         cins = [s.channels, *c[: n - 2]]
-        self.ladder = nn.ModuleList(_down_block(cins[i], c[i]) for i in range(n - 1))
-        self.trunk = nn.ModuleList(_down_block(cins[i], c[i]) for i in range(n - 1))
+        self.ladder = nn.ModuleList(down_block(cins[i], c[i]) for i in range(n - 1))
+        self.trunk = nn.ModuleList(down_block(cins[i], c[i]) for i in range(n - 1))
         flat = [c[i] * (s.image_size // 2 ** (i + 1)) ** 2 for i in range(n - 1)]
         top_in = c[n - 2] * (s.image_size // 2 ** (n - 1)) ** 2
         self.top = nn.ModuleList([nn.Linear(top_in, c[n - 1]), nn.Linear(c[n - 1], c[n - 1])])
