@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
+from latentebm_jax import xla_cpu
 
 # method -> (module, goal ratio): LEBM at most 0.6 of PyTorch eager, every other step at most 0.7
 METHODS: dict[str, tuple[str, float]] = {
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, help="also write every row to this file")
     args = ap.parse_args(argv)
     harness.require_torch()
+    xla_cpu.configure()  # the children inherit XLA_FLAGS
     print(harness.machine_line(), flush=True)
     rows = []
     for method in args.methods:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import harness
+from latentebm_jax import xla_cpu
 
 CONFIGS = ("svhn", "cifar10")
 REFERENCE_IMAGES = {"svhn_cropped": 73_257, "cifar10": 50_000}  # the training splits FID's statistics use
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         opts = dataclasses.replace(opts, num_batches=1, batch=args.batch or small, inception_batch=small)
     if opts.num_batches < 1 or (opts.batch or 1) < 1 or (opts.inception_batch or 1) < 1:
         sys.exit("--num-batches, --batch and --inception-batch must be positive")
+    xla_cpu.configure()  # the runner's XLA:CPU kernels (before JAX starts its backend)
 
     import jax
 

@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from latentebm_jax import xla_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -235,7 +237,7 @@ def machine_line() -> str:
         pass
     with contextlib.suppress(OSError):
         line += f", load average {os.getloadavg()[0]:.2f}"
-    return line
+    return line + f", XLA_FLAGS '{os.environ.get('XLA_FLAGS', '')}'"
 
 
 def peak_line(peak: dict[str, float]) -> str:
@@ -293,6 +295,7 @@ def main(bench: StepBenchmark, argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.batch < 1:
         sys.exit(f"--batch must be a positive integer, got {args.batch}")
+    xla_cpu.configure()  # the runner's XLA:CPU kernels (before JAX starts its backend)
     if args.memory_child:
         build = bench.build_jax if args.memory_child == "jax" else bench.build_torch
         memory_child(lambda: build(args.batch))

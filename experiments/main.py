@@ -117,6 +117,9 @@ def main(argv: list[str]) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
 
+    from latentebm_jax import xla_cpu
+
+    cpu_kernels = xla_cpu.configure()  # before JAX starts its backends
     import jax
 
     from latentebm_jax.training import loop
@@ -152,6 +155,8 @@ def main(argv: list[str]) -> int:
         f"{jax.default_backend()} device(s), workdir {os.path.abspath(workdir)}",
         flush=True,
     )
+    if jax.default_backend() == "cpu":
+        print(f"XLA:CPU kernels: {cpu_kernels.reason}", flush=True)
     try:
         if _MODE.value == "train":
             summary = loop.train(config, workdir, **allow)

@@ -5,6 +5,7 @@ import tempfile
 
 import pytest
 
+from latentebm_jax import xla_cpu
 from latentebm_jax.config_schema import set_keys
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -23,6 +24,8 @@ else:
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _xla_cache)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# the runner's XLA:CPU kernels (latentebm_jax/xla_cpu.py), so the tests run what users run
+xla_cpu.configure()
 
 
 def tiny_digits_config(**overrides):
