@@ -58,7 +58,7 @@ def decide(
     if accelerator_plugin and platforms != {"cpu"}:
         return Decision(False, "an accelerator plugin is installed; XLA:CPU settings left alone")
     if not jaxlib_version.startswith(VERIFIED_JAXLIB):
-        return Decision(False, f"jaxlib {jaxlib_version} is not one {FLAG} was measured with {VERIFIED_JAXLIB}")
+        return Decision(False, f"jaxlib {jaxlib_version}: {FLAG} was measured with {VERIFIED_JAXLIB} only")
     if backends_running:
         return Decision(False, "JAX's backends are already running; XLA_FLAGS can no longer take effect")
     return Decision(True, f"XLA_FLAGS += {FLAG} (convolutions on XLA's kernels)")
