@@ -22,8 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-import numpy as np
-
 from benchmarks import harness
 
 STEPS_PER_EPOCH = 500  # CIFAR-10's 50,000 training images at the authors' batch 100 (the lr schedule only)
@@ -51,11 +49,6 @@ def torch_settings(config, batch: int):
     )
 
 
-def _images(batch: int, size: int, channels: int) -> np.ndarray:
-    """A fixed ``(B, H, W, C)`` batch in ``[−1, 1]`` (the step's cost does not depend on its values)."""
-    return np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
-
-
 def _jax_setup(config, batch: int):
     """``(hp, tx, state, batch dict)`` of the library at ``config``."""
     import jax
@@ -67,7 +60,7 @@ def _jax_setup(config, batch: int):
     tx = bidvl.optimizers_from_config(config, STEPS_PER_EPOCH)
     state = jax.jit(functools.partial(bidvl.init, hp, tx))(jax.random.key(0))
     d = config.data
-    return hp, tx, state, {"image": jnp.asarray(_images(batch, d.image_size, d.channels))}
+    return hp, tx, state, {"image": jnp.asarray(harness.images(batch, d.image_size, d.channels))}
 
 
 def build_jax(batch: int) -> harness.Built:
@@ -93,7 +86,7 @@ def build_torch(batch: int) -> harness.Built:
     config = bench_config()
     model = TorchBiDVL(torch_settings(config, batch))
     d = config.data
-    x = torch.from_numpy(_images(batch, d.image_size, d.channels)).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(harness.images(batch, d.image_size, d.channels)).permute(0, 3, 1, 2).contiguous()
     return harness.Built(step=lambda: model.step(x))
 
 

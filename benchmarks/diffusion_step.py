@@ -39,12 +39,6 @@ def bench_config():
     return default.get_config("diffusion")
 
 
-def _images(config, batch: int) -> np.ndarray:
-    d = config.data
-    rng = np.random.default_rng(0)
-    return rng.uniform(-1, 1, (batch, d.image_size, d.image_size, d.channels)).astype(np.float32)
-
-
 def library_setup(config):
     """``(hparams, tx)`` of :mod:`latentebm_jax.methods.diffusion_prior` at ``config``."""
     from latentebm_jax.config_schema import values_of
@@ -93,12 +87,12 @@ def build_jax(batch: int) -> harness.Built:
     config = bench_config()
     hp, tx = library_setup(config)
     state = _state(hp, tx)
-    images = {"image": jnp.asarray(_images(config, batch))}
+    images = {"image": jnp.asarray(harness.config_images(config, batch))}
     step = jax.jit(functools.partial(dm.train_step, hp, tx), donate_argnums=0)
     compiled, compile_s, buffer_bytes = harness.compile_jax_step(step, state, images)
     built = harness.jax_train_step(compiled, state, images)
     built.compile_s, built.buffer_bytes = compile_s, buffer_bytes
-    holder = built.holder
+    holder = built.live
 
     u_next, t, keys = _chain_inputs(hp, batch)
     chain = jax.jit(lambda p, u, t, k: dm.negative_samples(hp, p, u, u, t, k))
@@ -117,7 +111,7 @@ def build_torch(batch: int) -> harness.Built:
 
     config = bench_config()
     model = TorchDiffusionStep(HVAESettings.from_config(config), DiffusionSettings.from_config(config))
-    x = torch.from_numpy(_images(config, batch)).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(harness.config_images(config, batch)).permute(0, 3, 1, 2).contiguous()
     rng = np.random.default_rng(1)
     u_next = [
         torch.from_numpy(rng.standard_normal((batch, d)).astype(np.float32))
@@ -149,7 +143,7 @@ def _step_flops(batch: int, langevin_steps: int) -> float:
 
     config = _flops_config(langevin_steps)
     hp, tx = library_setup(config)
-    images = {"image": jnp.asarray(_images(config, batch))}
+    images = {"image": jnp.asarray(harness.config_images(config, batch))}
     state = _state(hp, tx, shapes_only=True)
     return harness.xla_flops(functools.partial(dm.train_step, hp, tx), state, images)
 

@@ -47,6 +47,8 @@ class Built:
     first_call_s: float | None = None
     buffer_bytes: int | None = None
     chains: dict[str, Callable[[], object]] = dataclasses.field(default_factory=dict)
+    # the JAX step's live train state under key "state" (the step donates it), for chains timed beside it
+    live: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +66,19 @@ class StepBenchmark:
 
 
 # ----------------------------------------------------------------------------- timing
+
+
+def images(batch: int, size: int, channels: int, seed: int = 0) -> Any:
+    """A fixed ``(B, H, W, C)`` float32 batch uniform in ``[−1, 1]`` (a step's cost does not depend on the
+    values): every benchmark's and equivalence test's input."""
+    import numpy as np
+
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
+
+
+def config_images(config: Any, batch: int, seed: int = 0) -> Any:
+    """:func:`images` at a config's ``data.image_size`` and ``data.channels``."""
+    return images(batch, config.data.image_size, config.data.channels, seed)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -131,8 +146,7 @@ def jax_train_step(compiled: Callable[..., Any], state: Any, *args: Any) -> Buil
         jax.block_until_ready(metrics)
 
     first = timed(run)
-    built = Built(step=run, first_call_s=first)
-    built.holder = holder  # type: ignore[attr-defined]  # the live state, for chains timed beside the step
+    built = Built(step=run, first_call_s=first, live=holder)
     return built
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from benchmarks import harness
 
 STEPS_PER_EPOCH = 500  # CIFAR-10's 50,000 images in batches of 100 (the schedule is constant anyway)
@@ -31,12 +29,6 @@ def bench_config():
     from configs import default
 
     return default.get_config("hvae")
-
-
-def _images(config, batch: int) -> np.ndarray:
-    d = config.data
-    rng = np.random.default_rng(0)
-    return rng.uniform(-1, 1, (batch, d.image_size, d.image_size, d.channels)).astype(np.float32)
 
 
 def _library_step(config):
@@ -62,7 +54,7 @@ def build_jax(batch: int) -> harness.Built:
     config = bench_config()
     _, _, step, init = _library_step(config)
     state = jax.jit(init)(jax.random.key(0))
-    images = {"image": jnp.asarray(_images(config, batch))}
+    images = {"image": jnp.asarray(harness.config_images(config, batch))}
     compiled, compile_s, buffer_bytes = harness.compile_jax_step(step, state, images)
     built = harness.jax_train_step(compiled, state, images)
     built.compile_s, built.buffer_bytes = compile_s, buffer_bytes
@@ -76,7 +68,7 @@ def build_torch(batch: int) -> harness.Built:
 
     config = bench_config()
     model = TorchHVAEStep(HVAESettings.from_config(config))
-    x = torch.from_numpy(_images(config, batch)).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(harness.config_images(config, batch)).permute(0, 3, 1, 2).contiguous()
     return harness.Built(step=lambda: model.step(x))
 
 
@@ -91,7 +83,7 @@ def model_flops(batch: int) -> float:
     config = bench_config()
     bb, tx, _, init = _library_step(config)
     state = jax.eval_shape(init, jax.random.key(0))
-    images = {"image": jnp.asarray(_images(config, batch))}
+    images = {"image": jnp.asarray(harness.config_images(config, batch))}
     return harness.xla_flops(functools.partial(hvae.train_step, bb, tx), state, images)
 
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-import numpy as np
-
 from benchmarks import harness
 
 STEPS_PER_EPOCH = 5311  # SVHN extra (531,131 images) at batch 100: only the lr schedule's period
@@ -74,10 +72,6 @@ def torch_settings(config):
     )
 
 
-def _images(batch: int, size: int, channels: int) -> np.ndarray:
-    return np.random.default_rng(0).uniform(-1, 1, (batch, size, size, channels)).astype(np.float32)
-
-
 # ----------------------------------------------------------------------------- the two steps
 
 
@@ -94,13 +88,13 @@ def build_jax(batch: int) -> harness.Built:
     if not hp.has_ebm:
         raise ValueError("the joint benchmark times the EBM prior; the config has ebm_hidden = 0")
     state = jax.jit(functools.partial(joint.init, hp, tx))(jax.random.key(config.seed))
-    x = {"image": jnp.asarray(_images(batch, config.data.image_size, config.data.channels))}
+    x = {"image": jnp.asarray(harness.config_images(config, batch))}
 
     step = jax.jit(functools.partial(joint.train_step, hp, tx), donate_argnums=0)
     compiled, compile_s, buffer_bytes = harness.compile_jax_step(step, state, x)
     built = harness.jax_train_step(compiled, state, x)
     built.compile_s, built.buffer_bytes = compile_s, buffer_bytes
-    holder = built.holder
+    holder = built.live
 
     keys = example_keys(jax.random.key(1), batch)
     prior = jax.jit(lambda p, stats, k: joint.sample_prior(hp, p["ebm"], stats, k))
@@ -122,7 +116,7 @@ def build_torch(batch: int) -> harness.Built:
     config = bench_config()
     s = torch_settings(config)
     model = TorchJoint(s, seed=config.seed)
-    x = torch.from_numpy(_images(batch, s.image_size, s.channels)).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(harness.images(batch, s.image_size, s.channels)).permute(0, 3, 1, 2).contiguous()
 
     def prior_chain() -> None:
         model.freeze_ebm(True)  # frozen EBM weights during the chain, as inside step()

@@ -28,8 +28,6 @@ import itertools
 import json
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks import harness
 
 
@@ -96,14 +94,13 @@ def build_jax(s: Setting):
     hp = lebm.hparams_from_config(config)
     tx = lebm.optimizer_from_config(config, "lebm").build("gen", steps_per_epoch=732)
     state = lebm.init(hp, tx, jax.random.key(0))
-    rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.uniform(-1, 1, (s.batch, 32, 32, 3)).astype(np.float32))}
+    batch = {"image": jnp.asarray(harness.config_images(config, s.batch))}
 
     step = jax.jit(functools.partial(lebm.train_step, hp, tx), donate_argnums=0)
     compiled, compile_s, buffer_bytes = harness.compile_jax_step(step, state, batch)
     built = harness.jax_train_step(compiled, state, batch)
     built.compile_s, built.buffer_bytes = compile_s, buffer_bytes
-    holder = built.holder
+    holder = built.live
 
     keys = example_keys(jax.random.key(1), s.batch)
     prior = jax.jit(lambda p, k: lebm.sample_prior(hp, p["ebm"], k))

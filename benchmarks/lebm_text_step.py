@@ -117,7 +117,7 @@ def build_jax(batch: int, config=None, vocab_size: int = PTB_VOCAB_SIZE) -> harn
     compiled, compile_s, buffer_bytes = harness.compile_jax_step(step, state, data)
     built = harness.jax_train_step(compiled, state, data)
     built.compile_s, built.buffer_bytes = compile_s, buffer_bytes
-    holder = built.holder  # type: ignore[attr-defined]
+    holder = built.live
 
     keys = example_keys(jax.random.key(1), batch)
     prior = jax.jit(lambda p, k: lebm.sample_prior(hp, p["ebm"], k))

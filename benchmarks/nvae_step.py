@@ -82,9 +82,7 @@ def torch_settings(config, steps_per_epoch: int = STEPS_PER_EPOCH):
 
 def images(config, batch: int, seed: int = 0) -> np.ndarray:
     """A fixed batch of images in [−1, 1], NHWC (the data's layout)."""
-    d = config.data
-    rng = np.random.default_rng(seed)
-    return rng.uniform(-1, 1, (batch, d.image_size, d.image_size, d.channels)).astype(np.float32)
+    return harness.config_images(config, batch, seed)
 
 
 def torch_input(x: np.ndarray):

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.torch_joint import down_block  # the ladder encoder's block, shared
+from benchmarks import torch_joint  # the ladder encoder and hierarchical generator, shared
 
 Layers = list[torch.Tensor]
 
@@ -83,6 +83,19 @@ class HVAESettings:
             prior_hidden=b.prior_hidden,
             likelihood_sigma=b.likelihood_sigma,
             **opt,
+        )
+
+    def network_settings(self) -> torch_joint.StepSettings:
+        """The ICCV 2023 networks (:mod:`benchmarks.torch_joint`) at this backbone's sizes: the library's
+        HVAE backbone builds the same ladder encoder and hierarchical generator (concatenating merge, 3×3
+        convolutions)."""
+        return torch_joint.StepSettings(
+            image_size=self.image_size,
+            channels=self.channels,
+            latent_dims=self.latent_dims,
+            widths=self.widths,
+            merge="concat",
+            conv3x3="conv",
         )
 
 
@@ -133,93 +146,8 @@ class DiffusionSettings:
 # ----------------------------------------------------------------------------- the backbone
 
 
-def resolutions(image_size: int, num_layers: int) -> list[int]:
-    """Where each latent layer enters the generator (bottom first; the top shares the coarsest size)."""
-    coarsest = image_size // 2 ** (num_layers - 1)
-    return [image_size // 2 ** (i + 1) for i in range(num_layers - 1)] + [coarsest]
-
-
 def soft_clamp(x: torch.Tensor, bound: float = 5.0) -> torch.Tensor:
     return bound * torch.tanh(x / bound)
-
-
-class LadderEncoder(nn.Module):
-    """``q_φ(z_i | x)`` per layer (ICCV 2023 Eq. 8): a trunk, a branch per lower layer, a top MLP."""
-
-    def __init__(self, s: HVAESettings):
-        super().__init__()
-        n, w, size = len(s.latent_dims), s.widths, s.image_size
-        self.ladder = nn.ModuleList()
-        self.trunk = nn.ModuleList()
-        self.mean = nn.ModuleList()
-        self.log_var = nn.ModuleList()
-        cin = s.channels
-        for i in range(n - 1):
-            self.ladder.append(down_block(cin, w[i]))
-            self.trunk.append(down_block(cin, w[i]))
-            flat = w[i] * (size // 2 ** (i + 1)) ** 2
-            self.mean.append(nn.Linear(flat, s.latent_dims[i]))
-            self.log_var.append(nn.Linear(flat, s.latent_dims[i]))
-            cin = w[i]
-        flat = cin * (size // 2 ** (n - 1)) ** 2
-        self.top = nn.Sequential(
-            nn.Linear(flat, w[n - 1]), nn.LeakyReLU(0.01), nn.Linear(w[n - 1], w[n - 1]), nn.LeakyReLU(0.01)
-        )
-        self.mean.append(nn.Linear(w[n - 1], s.latent_dims[-1]))
-        self.log_var.append(nn.Linear(w[n - 1], s.latent_dims[-1]))
-
-    def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        out, r = [], x
-        for i, (branch, trunk) in enumerate(zip(self.ladder, self.trunk)):
-            h = branch(r).flatten(1)
-            out.append((self.mean[i](h), self.log_var[i](h)))
-            r = trunk(r)
-        h = self.top(r.flatten(1))
-        out.append((self.mean[-1](h), self.log_var[-1](h)))
-        return out
-
-
-class HierarchicalGenerator(nn.Module):
-    """``g_β0(z̃)``: ``h_L = g_L(z_L)``, ``h_i = g_i([z_i, h_{i+1}])``, image ``tanh(conv(h_1))``."""
-
-    def __init__(self, s: HVAESettings):
-        super().__init__()
-        n, d = len(s.latent_dims), s.latent_dims
-        c, hidden = s.widths[:n], s.widths[n]
-        self.res = resolutions(s.image_size, n)
-        self.c = c
-        r = self.res[-1]
-        self.top = nn.Sequential(
-            nn.Linear(d[-1], hidden),
-            nn.LeakyReLU(0.2),
-            nn.Linear(hidden, hidden),
-            nn.LeakyReLU(0.2),
-            nn.Linear(hidden, c[-1] * r * r),
-            nn.LeakyReLU(0.2),
-        )
-        self.proj = nn.ModuleList(nn.Linear(d[i], c[i + 1] * self.res[i] ** 2) for i in range(n - 1))
-        self.blocks = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(2 * c[i + 1], c[i + 1], 3, 1, 1, bias=False),
-                nn.LeakyReLU(0.2),
-                nn.ConvTranspose2d(c[i + 1], c[i], 4, 2, 1, bias=False),
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(c[i], c[i], 3, 1, 1, bias=False),
-                nn.LeakyReLU(0.2),
-            )
-            for i in range(n - 1)
-        )
-        self.to_image = nn.Conv2d(c[0], s.channels, 3, 1, 1, bias=False)
-
-    def forward(self, z: Layers) -> torch.Tensor:
-        n, b = len(z), z[0].shape[0]
-        r = self.res[-1]
-        h = self.top(z[-1]).view(b, self.c[-1], r, r)
-        for i in range(n - 2, -1, -1):
-            r = self.res[i]
-            proj = F.leaky_relu(self.proj[i](z[i]), 0.2).view(b, self.c[i + 1], r, r)
-            h = self.blocks[i](torch.cat([h, proj], dim=1))
-        return torch.tanh(self.to_image(h))
 
 
 class ConditionalGaussian(nn.Module):
@@ -244,8 +172,9 @@ class HVAE(nn.Module):
     def __init__(self, s: HVAESettings):
         super().__init__()
         self.s = s
-        self.encoder = LadderEncoder(s)
-        self.generator = HierarchicalGenerator(s)
+        nets = s.network_settings()
+        self.encoder = torch_joint.LadderEncoder(nets)
+        self.generator = torch_joint.HierarchicalGenerator(nets)
         d = s.latent_dims
         self.priors = nn.ModuleList(
             ConditionalGaussian(d[i + 1], d[i], s.prior_hidden) for i in range(len(d) - 1)
@@ -592,19 +521,19 @@ def hvae_transfers(m: HVAE) -> list[Transfer]:
             )
     size = s.image_size // 2 ** (n - 1)
     out += _dense_from_nhwc(("encoder", "top_0"), enc.top[0], size, size, s.widths[n - 2])
-    out += _dense(("encoder", "top_1"), enc.top[2])
+    out += _dense(("encoder", "top_1"), enc.top[1])
     out += _dense(("encoder", f"mean_{n - 1}"), enc.mean[-1])
     out += _dense(("encoder", f"log_var_{n - 1}"), enc.log_var[-1])
     r = gen.res[-1]
     out += _dense(("generator", "top_0"), gen.top[0])
-    out += _dense(("generator", "top_1"), gen.top[2])
-    out += _dense_to_nhwc(("generator", "top_out"), gen.top[4], r, r, gen.c[-1])
+    out += _dense(("generator", "top_1"), gen.top[1])
+    out += _dense_to_nhwc(("generator", "top_out"), gen.top[2], r, r, gen.c[-1])
     for i in range(n - 1):
         r = gen.res[i]
         out += _dense_to_nhwc(("generator", f"proj_{i}"), gen.proj[i], r, r, gen.c[i + 1])
-        out += _conv(("generator", f"block_{i}_in"), gen.blocks[i][0])
-        out += _conv_transpose(("generator", f"block_{i}_up"), gen.blocks[i][2])
-        out += _conv(("generator", f"block_{i}_out"), gen.blocks[i][4])
+        out += _conv(("generator", f"block_{i}_in"), gen.block_in[i])
+        out += _conv_transpose(("generator", f"block_{i}_up"), gen.block_up[i])
+        out += _conv(("generator", f"block_{i}_out"), gen.block_out[i])
     out += _conv(("generator", "to_image"), gen.to_image)
     for i, prior in enumerate(m.priors):
         out += _dense((f"prior_{i}", "hidden_0"), prior.hidden[0])

@@ -28,6 +28,18 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 xla_cpu.configure()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """PyTorch-equivalence tests (tiny shapes, numerics only): one intra-op thread; on busy shared cores two
+    spinning threads made PyTorch's many tiny kernels ~50× slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_digits_config(**overrides):
     """LEBM on the embedded digits, shrunk so a step compiles and runs in well under a second."""
     from configs import digits

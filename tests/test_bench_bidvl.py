@@ -21,7 +21,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmarks import bidvl_step  # noqa: E402
+from torch_equivalence import assert_trees_close  # noqa: E402
+
+from benchmarks import bidvl_step, harness  # noqa: E402
 from benchmarks.torch_bidvl import TorchBiDVL, library_layout, load_library_state  # noqa: E402
 from latentebm_jax.methods import bidvl  # noqa: E402
 
@@ -98,18 +100,10 @@ def _sn_vectors(ebm_stats):
     return {k.split("/")[0]: v[0] for g in ebm_stats.values() for k, v in g.items() if k.endswith("/u")}
 
 
-def _assert_tree_close(got, want, rtol, atol, what):
-    flat_want = jax.tree_util.tree_flatten_with_path(want)[0]
-    flat_got = dict(jax.tree_util.tree_flatten_with_path(got)[0])
-    assert len(flat_got) == len(flat_want), what
-    for path, w in flat_want:
-        np.testing.assert_allclose(flat_got[path], w, rtol=rtol, atol=atol, err_msg=f"{what} {path}")
-
-
 @pytest.fixture(scope="module")
 def library_step():
     config = _config()
-    x = np.random.default_rng(0).uniform(-1, 1, (_BATCH, _SIZE, _SIZE, 3)).astype(np.float32)
+    x = harness.images(_BATCH, _SIZE, 3)
     draws = _draws()
     with pytest.MonkeyPatch.context() as mp:
         before, after, metrics = _library_step(mp, config, x, draws)
@@ -130,9 +124,9 @@ def test_torch_reference_step_equals_the_library_step(library_step):
             for a, b in zip(jax.tree.leaves(after.params[name]), jax.tree.leaves(before.params[name]))
         )
         assert moved > 1e-5, name  # the step changed the weights: the comparison below is of the update
-        _assert_tree_close(params[name], after.params[name], rtol=1e-4, atol=1e-6, what=name)
+        assert_trees_close(params[name], after.params[name], rtol=1e-4, atol=1e-6, what=name)
     for name in ("enc", "gen"):  # BatchNorm running averages after Q(v), P(h), P(ĥ), Q(P(ĥ)), P(ĥ)
-        _assert_tree_close(stats[name], after.model_state[name], rtol=1e-4, atol=1e-6, what=f"{name} stats")
+        assert_trees_close(stats[name], after.model_state[name], rtol=1e-4, atol=1e-6, what=f"{name} stats")
     want_u = _sn_vectors(after.model_state["ebm"])
     assert not np.allclose(want_u["Conv_0"], _sn_vectors(before.model_state["ebm"])["Conv_0"])
     for layer, u in want_u.items():  # one power iteration kept: the upper level's
@@ -147,4 +141,4 @@ def test_a_different_likelihood_sigma_does_not_match(library_step):
     assert not np.isclose(out["grad_norm_enc"], metrics["grad_norm_enc"], rtol=1e-2)
     for name in ("enc", "gen"):
         with pytest.raises(AssertionError):
-            _assert_tree_close(params[name], after.params[name], rtol=1e-4, atol=1e-6, what=name)
+            assert_trees_close(params[name], after.params[name], rtol=1e-4, atol=1e-6, what=name)

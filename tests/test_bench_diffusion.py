@@ -29,7 +29,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmarks import diffusion_step, hvae_step  # noqa: E402
+from torch_equivalence import zeros_like_normal  # noqa: E402
+
+from benchmarks import diffusion_step, harness, hvae_step  # noqa: E402
 from benchmarks.torch_diffusion import (  # noqa: E402
     DiffusionSettings,
     HVAESettings,
@@ -60,15 +62,11 @@ def _config(method: str):
 
 
 def _images() -> np.ndarray:
-    return np.random.default_rng(0).uniform(-1, 1, (_BATCH, _SIZE, _SIZE, 3)).astype(np.float32)
+    return harness.images(_BATCH, _SIZE, 3)
 
 
 def _nchw(x: np.ndarray):
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-
-
-def _zeros_like_normal(key, shape=(), dtype=jnp.float32, *args, **kwargs):
-    return jnp.zeros(shape, dtype)
 
 
 def _zeros(*shape):
@@ -115,7 +113,7 @@ def _library_hvae_step(monkeypatch, config, x):
     params = {"backbone": _random_like(jax.eval_shape(bb.init, jax.random.key(0)), 0)}
     state = new_train_state(params, {"backbone": tx.init(params["backbone"])}, jax.random.key(0))
     before = jax.device_get(state.params["backbone"])
-    monkeypatch.setattr(jax.random, "normal", _zeros_like_normal)
+    monkeypatch.setattr(jax.random, "normal", zeros_like_normal)
     new_state, metrics = jax.jit(functools.partial(hvae.train_step, bb, tx))(state, {"image": jnp.asarray(x)})
     monkeypatch.undo()
     return before, jax.device_get(new_state.params["backbone"]), jax.device_get(metrics)
@@ -202,7 +200,7 @@ def test_torch_diffusion_step_equals_the_library_step_at_zero_noise(monkeypatch)
     before = jax.device_get(state.params["ebm"])
     model, out = _torch_diffusion_step(config, state, t, x)
 
-    monkeypatch.setattr(jax.random, "normal", _zeros_like_normal)
+    monkeypatch.setattr(jax.random, "normal", zeros_like_normal)
     new_state, metrics = jax.jit(functools.partial(dm.train_step, hp, tx))(state, {"image": jnp.asarray(x)})
     monkeypatch.undo()
     metrics = jax.device_get(metrics)

@@ -25,13 +25,15 @@ import functools
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny shapes: one PyTorch thread
 
-from benchmarks import joint_step  # noqa: E402
+from torch_equivalence import zeros_like_normal  # noqa: E402
+
+from benchmarks import harness, joint_step  # noqa: E402
 from benchmarks.torch_joint import StepSettings, TorchJoint, load_library_params  # noqa: E402
 from latentebm_jax.methods import joint  # noqa: E402
 from latentebm_jax.state import new_train_state  # noqa: E402
@@ -40,25 +42,12 @@ _BATCH, _K = 4, 3
 _WIDTHS = (4, 8, 8, 8, 16, 16)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny shapes: one intra-op thread (on busy shared cores, two spinning threads cost ~50× here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config():
     c = joint_step.bench_config()
     c.joint.widths = _WIDTHS
     c.joint.conv_impl = "xla"  # the quickest to compile; every impl is one function (test_conv_transpose)
     c.sampler.prior_steps = _K
     return c
-
-
-def _zeros_like_normal(key, shape=(), dtype=jnp.float32, *args, **kwargs):
-    return jnp.zeros(shape, dtype)
 
 
 def _sgd() -> dict:
@@ -91,7 +80,7 @@ def _hp() -> joint.JointHparams:
 
 
 def _images(hp: joint.JointHparams) -> np.ndarray:
-    return joint_step._images(_BATCH, hp.image_shape[0], hp.image_shape[2])
+    return harness.images(_BATCH, hp.image_shape[0], hp.image_shape[2])
 
 
 @functools.cache
@@ -109,7 +98,7 @@ def _library_step() -> tuple:
 
     with pytest.MonkeyPatch.context() as mp:
         jax.clear_caches()  # nothing traced with real noise (e.g. the module-level Langevin jit) is reused
-        mp.setattr(jax.random, "normal", _zeros_like_normal)
+        mp.setattr(jax.random, "normal", zeros_like_normal)
         params, stats, metrics = jax.device_get(jax.jit(step)(*before, _images(hp)))
     jax.clear_caches()  # and nothing traced with zero noise outlives this function
     return before, (params, stats), metrics

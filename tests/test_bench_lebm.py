@@ -17,6 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch_equivalence import assert_trees_close, zeros_like_normal  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
 from benchmarks.torch_lebm import StepSettings, TorchLEBM, load_library_params  # noqa: E402
 from configs import svhn  # noqa: E402
 from latentebm_jax.methods import lebm  # noqa: E402
@@ -31,12 +34,8 @@ def _config():
     return c
 
 
-def _zeros_like_normal(key, shape=(), dtype=jnp.float32, *args, **kwargs):
-    return jnp.zeros(shape, dtype)
-
-
 def _library_step(monkeypatch, config, x):
-    monkeypatch.setattr(jax.random, "normal", _zeros_like_normal)
+    monkeypatch.setattr(jax.random, "normal", zeros_like_normal)
     hp = lebm.hparams_from_config(config)
     tx = lebm.optimizer_from_config(config, "lebm").build("gen", steps_per_epoch=732)
     state = lebm.init(hp, tx, jax.random.key(0))
@@ -95,24 +94,16 @@ def _as_library(model, which: str):
     return out if which == "params" else moments
 
 
-def _assert_trees_close(got, want, rel: float, what: str) -> None:
-    for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want)):
-        scale = float(np.abs(w).max())
-        np.testing.assert_allclose(
-            g, w, rtol=0, atol=rel * scale, err_msg=f"{what} {jax.tree_util.keystr(path)}"
-        )
-
-
 def test_torch_reference_step_equals_the_library_step_at_zero_noise(monkeypatch):
     config = _config()
-    x = np.random.default_rng(0).uniform(-1, 1, (_BATCH, 32, 32, 3)).astype(np.float32)
+    x = harness.images(_BATCH, 32, 3)
     before, after, moments, metrics = _library_step(monkeypatch, config, x)
     model, losses = _torch_step(monkeypatch, config, x, before)
 
     np.testing.assert_allclose(losses["loss_g"], metrics["loss_g"], rtol=1e-4)  # z⁺ agree (Eq. 9)
     np.testing.assert_allclose(losses["loss_e"], metrics["loss_e"], rtol=1e-3, atol=1e-5)  # z⁻ agree
     # Adam's first moment after one step is (1 − β₁)·gradient: the gradients of Eqs. 10-11 agree ...
-    _assert_trees_close(_as_library(model, "moments"), moments, 1e-3, "first moment")
+    assert_trees_close(_as_library(model, "moments"), moments, "first moment", rel=1e-3)
     # ... and so do the updated weights: Adam's first step moves a weight by lr·g/(|g| + ε), ±lr unless its
     # gradient is near ε, where float32 round-off of g shows (one element in 10⁵ differs by 0.07·lr)
     lr = {"gen": config.lebm.lr_gen, "ebm": config.lebm.lr_ebm}
@@ -129,4 +120,4 @@ def test_torch_reference_step_equals_the_library_step_at_zero_noise(monkeypatch)
     # a different posterior step size is a different step: the generator's gradient no longer matches
     other, _ = _torch_step(monkeypatch, config, x, before, posterior_step_size=0.3)
     with pytest.raises(AssertionError):
-        _assert_trees_close(_as_library(other, "moments")["gen"], moments["gen"], 1e-3, "first moment")
+        assert_trees_close(_as_library(other, "moments")["gen"], moments["gen"], "first moment", rel=1e-3)

@@ -45,15 +45,6 @@ STEPS = 5
 BATCH = 4
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Numerics only: one intra-op thread keeps PyTorch's many tiny kernels fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_settings_come_from_the_digits_nvae_config():
     config = nvae_step.bench_config()
     assert nvae_step.BENCHMARK.paper_batch == config.train.batch_size == 100
