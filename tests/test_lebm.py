@@ -31,8 +31,9 @@ SIGMA = HP.likelihood.likelihood_sigma
 
 def _reference_chain(logp, z, keys, noise_stream, s, k_steps):
     """Explicit Langevin: z ← z + (s²/2)∇log p(z) + s ε, with each chain's noise from its own key."""
+    grad_logp = jax.jit(jax.grad(lambda zz: jnp.sum(logp(zz))))  # the reference's own chain, compiled once
     for k in range(k_steps):
-        grad = jax.grad(lambda zz: jnp.sum(logp(zz)))(z)
+        grad = grad_logp(z)
         stream_keys = jax.vmap(lambda kk: jax.random.fold_in(kk, noise_stream))(keys)
         step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(stream_keys, k)
         z = z + 0.5 * s * s * grad + s * gaussian_like(step_keys, z)
