@@ -4,18 +4,19 @@ jaxlib 0.10's XLA:CPU hands convolutions to YNNPACK by default. At the sizes of 
 (3×3 and 4×4/2 convolutions, 8–32 pixel maps, 64–512 channels, batch 100) XLA's own convolution kernels run
 them about twice as fast, forward and both gradients: a 3×3 convolution 64 → 128 at 16×16, batch 100, went
 from 16.0 / 18.1 / 21.0 ms (forward / input gradient / kernel gradient) to 8.8 / 10.1 / 11.3 ms on the
-project's 2-core CPU, PyTorch's oneDNN taking 8.8 / 9.2 / 9.4 ms. The HVAE backbone's step went 1.38 → 1.09 ×
-PyTorch eager and the joint prior's 1.21 → 0.93 × (README, Performance). The setting is XLA's
+project's 2-core CPU, PyTorch's oneDNN taking 8.8 / 9.2 / 9.4 ms. The HVAE backbone's step went 1.38 → 1.06 ×
+PyTorch eager, the joint prior's 1.21 → 0.91 × and the Inception features of FID 10 → 26 images/s
+(README, Performance). The setting is XLA's
 ``--xla_cpu_experimental_ynn_fusion_type=DOT``: YNNPACK keeps the matrix products, where it is the fast one,
 and convolutions go back to XLA. It chooses kernels only: every function is the same, up to float rounding
-(the default test suite passes under it unchanged).
+(every test suite passes under it unchanged).
 
 XLA reads ``XLA_FLAGS`` once, when JAX starts its backends, so :func:`configure` must run before the first
 computation. The experiment runner, the benchmarks and the tests call it first thing; code importing the
 library calls ``latentebm_jax.xla_cpu.configure()`` after ``import jax``. It leaves everything alone
 
 * when ``XLA_FLAGS`` already sets ``--xla_cpu_experimental_ynn_fusion_type`` (the user's choice wins),
-* when ``LATENTEBM_JAX_XLA_CPU=default`` (XLA's own defaults, e.g. to compare),
+* when ``LATENTEBM_JAX_XLA_CPU=default`` (XLA's default kernels, e.g. to compare),
 * when an accelerator plugin (TPU, CUDA, ROCm) is installed and ``JAX_PLATFORMS`` is not ``cpu``,
 * when the installed jaxlib is not one this setting was measured with (:data:`VERIFIED_JAXLIB`): XLA aborts
   on flags it does not know, and the flag is experimental,
