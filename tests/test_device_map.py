@@ -101,7 +101,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # a 2-device child process, ~13 s (the default run is at its 5-minute budget)
+@pytest.mark.slow  # a 2-device child process, ~13 s: CI runs it with -m slow (default run: 4 min 20 s)
 def test_evaluation_on_2_devices_equals_single_device_calls():
     # the splitting, keys and padding are under test, not XLA's optimiser: level 0 compiles faster (both
     # sides of every comparison are compiled alike)
