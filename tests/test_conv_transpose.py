@@ -15,6 +15,7 @@ from latentebm_jax.nets.conv_transpose import (
     choose_s2_modes,
     conv_transpose_from_1x1,
     conv_transpose_s2,
+    conv_transpose_s2_phase_conv,
     conv_transpose_s2_subpixel,
     conv_transpose_s2_winograd,
     conv_transpose_s2_winograd_input_grad,
@@ -29,7 +30,9 @@ def _rand(key, shape, dtype=jnp.float32):
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 4, 8, 6), (3, 2, 6, 5, 3), (1, 8, 8, 16, 16)])
-@pytest.mark.parametrize("form", [conv_transpose_s2_subpixel, conv_transpose_s2_winograd])
+@pytest.mark.parametrize(
+    "form", [conv_transpose_s2_subpixel, conv_transpose_s2_winograd, conv_transpose_s2_phase_conv]
+)
 def test_stride2_forms_equal_the_dilated_convolution_in_float64(shape, form):
     b, h, w, cin, cout = shape
     with jax.enable_x64(True):
@@ -52,7 +55,8 @@ def test_winograd_input_gradient_is_the_adjoint_in_float64():
 
 
 @pytest.mark.parametrize(
-    "forward,input_grad", list(itertools.product(["direct", "winograd", "subpixel"], ["direct", "winograd"]))
+    "forward,input_grad",
+    list(itertools.product(["direct", "winograd", "subpixel", "phase_conv"], ["direct", "winograd"])),
 )
 def test_custom_vjp_gradients_equal_autodiff_of_the_plain_layer(forward, input_grad):
     x = _rand(0, (3, 4, 4, 6))

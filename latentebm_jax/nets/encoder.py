@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 from flax import linen as nn
 
+from latentebm_jax.nets import strided_conv
 from latentebm_jax.nets.energy import num_halvings, torch_dense
 from latentebm_jax.nets.initializers import normal_002, torch_default_bias
 from latentebm_jax.nets.small_conv import SmallMapConv
@@ -113,7 +114,13 @@ class ConvGaussianEncoder(nn.Module):
         def block(features: int, kernel: int, stride: int, h: jax.Array) -> jax.Array:
             pad = ((1, 1), (1, 1))
             h = nn.Conv(
-                features, (kernel, kernel), (stride, stride), pad, use_bias=False, kernel_init=normal_002()
+                features,
+                (kernel, kernel),
+                (stride, stride),
+                pad,
+                use_bias=False,
+                kernel_init=normal_002(),
+                conv_general_dilated=strided_conv.conv_general_dilated,  # fast input gradient at 4/2/1
             )(h)
             h = nn.BatchNorm(
                 use_running_average=not train, momentum=0.9, epsilon=1e-5, axis_name=self.axis_name

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-_DN = ("NHWC", "HWIO", "NHWC")
+from latentebm_jax.nets import strided_conv
+from latentebm_jax.nets.conv_transpose import NHWC as _DN
 
 TAPS_MAX_SIZE = 4
 """Largest feature map (height or width) on which ``impl="fast"`` computes a convolution as one matrix
@@ -67,4 +68,5 @@ class SmallMapConv(nn.Module):
         if self.impl != "xla" and max(x.shape[1:3]) <= TAPS_MAX_SIZE:
             return conv_taps(x, kernel, self.stride, self.padding)
         pad = ((self.padding, self.padding), (self.padding, self.padding))
-        return lax.conv_general_dilated(x, kernel, (self.stride, self.stride), pad, dimension_numbers=_DN)
+        conv = lax.conv_general_dilated if self.impl == "xla" else strided_conv.conv_general_dilated
+        return conv(x, kernel, (self.stride, self.stride), pad, dimension_numbers=_DN)
