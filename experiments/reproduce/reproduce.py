@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from experiments.reproduce import report, runner
-from experiments.reproduce.protocol import Target
+from experiments.reproduce.protocol import Protocol, Target
 from latentebm_jax.config_schema import ConfigError
 
 BLOCK_END = "<!-- /reproduce -->"
@@ -53,18 +53,9 @@ def reproduce(
     say(f"{target.key} ({scale}): {target.what}")
     if protocol.needs:
         say(f"  needs: {protocol.needs}")
-    summaries = runner.run_protocol(
-        protocol,
-        paper=target.paper,
-        scale=scale,
-        workdir=workdir,
-        seeds=seed_list,
-        extra=extra,
-        train=train,
-        report_only=report_only,
-        say=say,
+    results, _ = _results(
+        target, protocol, scale, workdir, seed_list, extra, train=train, report_only=report_only, say=say
     )
-    results = report.Results(target, protocol, summaries)
     out = os.path.join(workdir, target.paper, scale)
     os.makedirs(out, exist_ok=True)
     command = command_line(target, scale, seed_list, extra)
@@ -99,6 +90,34 @@ def reproduce(
         replace_block(readme, block_start(target, scale), text)
         say(f"updated {readme}")
     return results
+
+
+def _results(
+    target: Target,
+    protocol: Protocol,
+    scale: str,
+    workdir: str,
+    seeds: list[int],
+    extra: Mapping[str, Any],
+    *,
+    report_only: bool,
+    say: Callable[[str], None],
+    train: Callable | None = None,
+) -> tuple[report.Results, Mapping[tuple[str, int], Mapping[str, Any]]]:
+    """Run (or, with ``report_only``, read back) ``protocol``'s runs × ``seeds``: the results and the
+    finished runs' summaries."""
+    summaries = runner.run_protocol(
+        protocol,
+        paper=target.paper,
+        scale=scale,
+        workdir=workdir,
+        seeds=seeds,
+        extra=extra,
+        train=train,
+        report_only=report_only,
+        say=say,
+    )
+    return report.Results(target, protocol, summaries), summaries
 
 
 def replace_block(path: str, start: str, text: str) -> None:
@@ -142,17 +161,9 @@ def status(
         if protocol is None:
             continue
         seeds = list(range(1, protocol.seeds + 1))
-        summaries = runner.run_protocol(
-            protocol,
-            paper=target.paper,
-            scale=scale,
-            workdir=workdir,
-            seeds=seeds,
-            extra=extra,
-            report_only=True,
-            say=lambda _: None,
+        results, summaries = _results(
+            target, protocol, scale, workdir, seeds, extra, report_only=True, say=lambda _: None
         )
-        results = report.Results(target, protocol, summaries)
         claims = results.claims() if summaries else []
         verdicts = "; ".join(
             f"{statement}: **{'holds' if holds else 'does not hold' if holds is False else 'not measured'}**"
