@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 
 from benchmarks import harness
+from latentebm_jax import xla_cpu
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, help="also write every result to this file")
     ap.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    xla_cpu.configure()  # the runner's XLA:CPU kernels (before JAX starts its backend), as harness.main does
     base = Setting(args.batch, args.prior_steps, args.posterior_steps, args.conv_impl, args.posterior_unroll)
     if args.memory_child:
         harness.memory_child(lambda: build_jax(base) if args.memory_child == "jax" else build_torch(base))
