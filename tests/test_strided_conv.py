@@ -41,23 +41,18 @@ def _lhs_dilated_convolutions(fn, *args) -> int:
 
 def test_only_conv_4_2_1_on_even_nhwc_inputs_takes_the_fast_path():
     x, k = _rand(0, (2, 8, 8, 3)), _rand(1, (4, 4, 3, 5))
-    args = dict(
+    base = dict(
+        lhs_shape=x.shape,
+        rhs_shape=k.shape,
+        window_strides=(2, 2),
+        padding=((1, 1), (1, 1)),
         lhs_dilation=None,
         rhs_dilation=None,
         dimension_numbers=NHWC,
         feature_group_count=1,
         batch_group_count=1,
     )
-    fast = lambda **kw: strided_conv.takes_fast_path(
-        **{
-            "lhs_shape": x.shape,
-            "rhs_shape": k.shape,
-            "window_strides": (2, 2),
-            "padding": ((1, 1), (1, 1)),
-            **args,
-            **kw,
-        }
-    )
+    fast = lambda **kw: strided_conv.takes_fast_path(**{**base, **kw})
     assert fast()
     assert fast(lhs_dilation=(1, 1), rhs_dilation=(1, 1))
     assert not fast(lhs_shape=(2, 7, 8, 3))  # odd height

@@ -49,7 +49,6 @@ from latentebm_jax.nets.initializers import conv_transpose_bias_fan_in, torch_de
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 """``dimension_numbers`` of every convolution here: NHWC images, ``(k, k, in, out)`` kernels."""
-_DN = NHWC
 CONV_IMPLS = ("fast", "winograd", "subpixel", "direct", "xla")
 """How a generator computes its transposed convolutions (all the same function):
 
@@ -64,7 +63,7 @@ def conv_transpose_xla(x: jax.Array, kernel: jax.Array, stride: int, padding: in
     """Flax ``ConvTranspose`` with PyTorch ``ConvTranspose2d(k, stride, padding)`` geometry (no bias)."""
     k = kernel.shape[0]
     pad = k - 1 - padding
-    return lax.conv_transpose(x, kernel, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=_DN)
+    return lax.conv_transpose(x, kernel, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=NHWC)
 
 
 def conv_transpose_from_1x1(z: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -130,7 +129,8 @@ def conv_transpose_s2_phase_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """
     _check_s2_input(x, kernel)
     _, h, w, _ = x.shape
-    y = lax.conv_general_dilated(x, _subpixel_kernel(kernel), (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN)
+    pad = ((1, 1), (1, 1))
+    y = lax.conv_general_dilated(x, _subpixel_kernel(kernel), (1, 1), pad, dimension_numbers=NHWC)
     return _interleave_phases(y, h, w)
 
 

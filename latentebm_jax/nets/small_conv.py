@@ -16,7 +16,7 @@ from flax import linen as nn
 from jax import lax
 
 from latentebm_jax.nets import strided_conv
-from latentebm_jax.nets.conv_transpose import NHWC as _DN
+from latentebm_jax.nets.conv_transpose import NHWC
 
 TAPS_MAX_SIZE = 4
 """Largest feature map (height or width) on which ``impl="fast"`` computes a convolution as one matrix
@@ -69,4 +69,4 @@ class SmallMapConv(nn.Module):
             return conv_taps(x, kernel, self.stride, self.padding)
         pad = ((self.padding, self.padding), (self.padding, self.padding))
         conv = lax.conv_general_dilated if self.impl == "xla" else strided_conv.conv_general_dilated
-        return conv(x, kernel, (self.stride, self.stride), pad, dimension_numbers=_DN)
+        return conv(x, kernel, (self.stride, self.stride), pad, dimension_numbers=NHWC)

@@ -8,12 +8,12 @@ cotangent with the kernel flipped in space and its channel axes swapped:
 encoders' sizes (``ConvTranspose`` from 16×16×64 to 32×32×64 at batch 100: 69 ms, against 11 ms for
 :func:`~latentebm_jax.nets.conv_transpose.conv_transpose_s2_phase_conv`, which computes it as one
 stride-1 2×2 convolution with four output phases). BiDVL's step, whose inference network and energy take
-this gradient at every layer, runs 8 % faster (``benchmarks/bidvl_step.py``).
+this gradient at every layer, runs 10 % faster (``benchmarks/bidvl_step.py``).
 
 :func:`conv_general_dilated` has the signature of ``lax.conv_general_dilated`` and is handed to Flax's
 ``nn.Conv(conv_general_dilated=...)``: parameters, names and outputs are those of the plain ``nn.Conv``,
-only the backward pass differs (to float rounding). ``tests/test_nets.py`` checks the function and both
-gradients against XLA's convolution.
+only the backward pass differs (to float rounding). ``tests/test_strided_conv.py`` checks the function and
+both gradients against XLA's convolution.
 """
 
 from __future__ import annotations
